@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make demo` (the main job) and `make test` (what CI runs).
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The PostgreSQL 15 server the suite also runs against (production's version).
+PG15_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+export GX_ANALYTICS_ENABLED := false
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+
+.PHONY: install demo test lint test-embedded test-pg15 clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: install
+	$(BIN)/cj-health demo
+
+lint: install
+	$(BIN)/ruff check cj_health python_fix tests
+	$(BIN)/cj-health lint-sql
+
+# The whole suite, once against the embedded server and once against PostgreSQL 15.
+test: lint test-embedded test-pg15
+
+test-embedded: install
+	env -u CJ_TEST_ADMIN_URL -u CJ_DATABASE_URL $(BIN)/pytest
+
+test-pg15: install
+	env -u CJ_DATABASE_URL CJ_TEST_ADMIN_URL=$(PG15_URL) $(BIN)/pytest
+
+clean:
+	-$(BIN)/cj-health db stop
+	rm -rf target logs .cj-health great_expectations/uncommitted

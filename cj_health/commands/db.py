@@ -1,0 +1,70 @@
+"""`cj-health db init|stop|env|url`: the target database and its schema."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+from cj_health import embedded
+from cj_health.db import dbt_env, resolve_database
+from cj_health.schema import init_schema
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    db = subparsers.add_parser("db", help="the target database: schema, embedded server, env")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_sub.add_parser("init", help="create the CJ service schema (migrations)").set_defaults(
+        handler=cmd_init
+    )
+    db_sub.add_parser("stop", help="stop the embedded PostgreSQL server").set_defaults(
+        handler=cmd_stop
+    )
+    db_sub.add_parser(
+        "env", help="print shell exports for plain `dbt`: eval \"$(cj-health db env)\""
+    ).set_defaults(handler=cmd_env)
+    db_sub.add_parser("where", help="print which database is the target").set_defaults(
+        handler=cmd_where
+    )
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    database = resolve_database()
+    print(init_schema(database).summary(database.display))
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    if embedded.stop():
+        print(f"stopped the embedded PostgreSQL server ({embedded.pgdata_dir()})")
+    else:
+        print("the embedded PostgreSQL server is not running")
+    return 0
+
+
+def env_exports() -> list[str]:
+    """Shell lines exporting the dbt profile's variables. The password is never printed: when
+    the URL holds one, export CJ_PGPASSWORD yourself or use ~/.pgpass."""
+    database = resolve_database()
+    values = dbt_env(database)
+    has_password = bool(values.pop("CJ_PGPASSWORD"))
+    lines = [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
+    lines.append(f"export DBT_PROFILES_DIR={shlex.quote(str(_profiles_dir()))}")
+    if has_password:
+        lines.append("# the password is not printed: export CJ_PGPASSWORD or use ~/.pgpass")
+    return lines
+
+
+def _profiles_dir():
+    from cj_health.paths import project_dir
+
+    return project_dir() / "profiles"
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    print("\n".join(env_exports()))
+    return 0
+
+
+def cmd_where(args: argparse.Namespace) -> int:
+    print(resolve_database().display)
+    return 0

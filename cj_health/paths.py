@@ -1,0 +1,19 @@
+"""Where the project's files are: the dbt project, GX context, and local state."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def project_dir() -> Path:
+    """The repository root, which holds dbt_project.yml (override: CJ_HEALTH_PROJECT_DIR)."""
+    override = os.environ.get("CJ_HEALTH_PROJECT_DIR")
+    if override:
+        return Path(override).resolve()
+    return Path(__file__).resolve().parents[1]
+
+
+def state_dir() -> Path:
+    """Git-ignored local state: the embedded server's data, run artefacts."""
+    return project_dir() / ".cj-health"

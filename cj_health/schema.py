@@ -1,0 +1,116 @@
+"""Versioned SQL migrations for the CJ service schema (`cj-health db init`).
+
+Migrations are the files `cj_health/migrations/NNNN_name.sql`, applied in order inside ONE
+transaction and recorded in the ledger table `cj_health_schema_migrations` with a checksum.
+A second run applies nothing. A database that already holds the service tables but no ledger
+is a real service database: nothing is created there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from psycopg import sql
+
+from cj_health.db import Database, connect, source_schema
+from cj_health.errors import CjHealthError
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+LEDGER_TABLE = "cj_health_schema_migrations"
+SERVICE_TABLES = (
+    "cj_batch_uploads",
+    "cj_batch_states",
+    "cj_processed_essays",
+    "cj_comparison_pairs",
+    "grade_projections",
+    "anchor_essay_references",
+    "event_outbox",
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    sql_text: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql_text.encode()).hexdigest()
+
+
+@dataclass
+class InitResult:
+    applied: list[str] = field(default_factory=list)
+    already_applied: list[str] = field(default_factory=list)
+    existing_service_schema: bool = False
+
+    def summary(self, where: str) -> str:
+        if self.existing_service_schema:
+            return f"{where}: the CJ service tables already exist (no ledger); created nothing"
+        if self.applied:
+            return f"{where}: applied {', '.join(self.applied)}"
+        return f"{where}: schema up to date ({len(self.already_applied)} migrations); changed nothing"
+
+
+def load_migrations() -> list[Migration]:
+    migrations = []
+    for path in sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql")):
+        version, _, name = path.stem.partition("_")
+        migrations.append(Migration(version, name, path.read_text()))
+    return migrations
+
+
+def init_schema(database: Database) -> InitResult:
+    """Apply pending migrations in one transaction; see the module docstring."""
+    schema = source_schema()
+    result = InitResult()
+    with connect(database) as conn, conn.transaction():
+        # One initialiser at a time per database.
+        conn.execute("select pg_advisory_xact_lock(hashtext('cj_health_schema_migrations'))")
+        conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("set local search_path to {}").format(sql.Identifier(schema)))
+        has_ledger = _table_exists(conn, schema, LEDGER_TABLE)
+        if not has_ledger and _table_exists(conn, schema, "cj_batch_uploads"):
+            result.existing_service_schema = True
+            return result
+        conn.execute(
+            sql.SQL(
+                "create table if not exists {} (version text primary key, name text not null, "
+                "checksum text not null, applied_at timestamptz not null default now())"
+            ).format(sql.Identifier(LEDGER_TABLE))
+        )
+        applied = {
+            row[0]: row[1]
+            for row in conn.execute(
+                sql.SQL("select version, checksum from {}").format(sql.Identifier(LEDGER_TABLE))
+            )
+        }
+        for migration in load_migrations():
+            if migration.version in applied:
+                if applied[migration.version] != migration.checksum:
+                    raise CjHealthError(
+                        f"migration {migration.version}_{migration.name} was changed after it "
+                        "was applied; write a new migration instead"
+                    )
+                result.already_applied.append(migration.version)
+                continue
+            conn.execute(migration.sql_text)
+            conn.execute(
+                sql.SQL("insert into {} (version, name, checksum) values (%s, %s, %s)").format(
+                    sql.Identifier(LEDGER_TABLE)
+                ),
+                (migration.version, migration.name, migration.checksum),
+            )
+            result.applied.append(f"{migration.version}_{migration.name}")
+    return result
+
+
+def _table_exists(conn, schema: str, table: str) -> bool:
+    row = conn.execute(
+        "select 1 from information_schema.tables where table_schema = %s and table_name = %s",
+        (schema, table),
+    ).fetchone()
+    return row is not None
