@@ -21,7 +21,8 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check cj_health python_fix tests
-	$(BIN)/cj-health lint-sql
+	CJ_PGHOST=localhost CJ_PGUSER=lint CJ_PGDATABASE=lint \
+	  $(BIN)/sqlfluff lint models macros tests/dbt
 
 # The whole suite, once against the embedded server and once against PostgreSQL 15.
 test: lint test-embedded test-pg15
