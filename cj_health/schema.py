@@ -52,7 +52,8 @@ class InitResult:
             return f"{where}: the CJ service tables already exist (no ledger); created nothing"
         if self.applied:
             return f"{where}: applied {', '.join(self.applied)}"
-        return f"{where}: schema up to date ({len(self.already_applied)} migrations); changed nothing"
+        count = len(self.already_applied)
+        return f"{where}: schema up to date ({count} migrations); changed nothing"
 
 
 def load_migrations() -> list[Migration]:
