@@ -1,0 +1,8 @@
+"""The CJ service patches for the Batch 20 incident (issue 3).
+
+- `python_fix.repository.create_or_update_cj_processed_essay`: the `is_anchor` upsert fix.
+- `python_fix.finalizer.BatchFinalizer`: the atomic, idempotent two-phase finalizer.
+- `python_fix.scoring`: Bradley–Terry scores and grade projection the finalizer uses.
+
+This package talks to the CJ service tables with psycopg 3 only; it does not import cj_health.
+"""

@@ -1,0 +1,238 @@
+"""The anchor-flag repository patch against real PostgreSQL (issue 3, "Repository patch")."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from cj_health.db import Database, connect
+from python_fix.repository import EssayMoveRefused, create_or_update_cj_processed_essay
+
+
+def _new_batch(conn: psycopg.Connection) -> int:
+    batch_id = conn.execute(
+        "insert into cj_batch_uploads (bos_batch_id, event_correlation_id, language, "
+        "course_code, expected_essay_count, status) values (%s, %s, 'en', 'ENG5', 2, "
+        "'PERFORMING_COMPARISONS') returning id",
+        (str(uuid.uuid4()), str(uuid.uuid4())),
+    ).fetchone()[0]
+    conn.execute(
+        "insert into cj_batch_states (batch_id, state, total_comparisons) "
+        "values (%s, 'WAITING_CALLBACKS', 0)",
+        (batch_id,),
+    )
+    return batch_id
+
+
+def _upsert(conn, batch_id: int, essay_id: str, metadata=None, text: str | None = "text"):
+    return create_or_update_cj_processed_essay(
+        conn,
+        cj_batch_id=batch_id,
+        els_essay_id=essay_id,
+        text_storage_id=f"storage-{essay_id}",
+        assessment_input_text=text,
+        processing_metadata=metadata,
+    )
+
+
+def _row(conn, essay_id: str) -> tuple:
+    return conn.execute(
+        "select cj_batch_id, is_anchor, processing_metadata::text, text_storage_id, "
+        "assessment_input_text, updated_at from cj_processed_essays where els_essay_id = %s",
+        (essay_id,),
+    ).fetchone()
+
+
+def _flag_and_metadata(conn, essay_id: str) -> tuple[bool, dict]:
+    row = conn.execute(
+        "select is_anchor, processing_metadata from cj_processed_essays where els_essay_id = %s",
+        (essay_id,),
+    ).fetchone()
+    return row[0], row[1]
+
+
+@pytest.fixture
+def conn(cj_db: Database):
+    with connect(cj_db, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def batch_id(conn) -> int:
+    return _new_batch(conn)
+
+
+ACCEPTED = [
+    (True, True),
+    (False, False),
+    ("true", True),
+    ("TRUE", True),
+    ("True", True),
+    ("false", False),
+    ("FALSE", False),
+    ("fAlSe", False),
+    (1, True),
+    (0, False),
+]
+REJECTED = ["yes", "no", "1", "", " true", 2, -1, 1.0, None, [], [True], {"v": True}]
+
+
+@pytest.mark.parametrize(("value", "expected"), ACCEPTED)
+def test_insert_takes_the_flag_from_metadata(conn, batch_id, value, expected):
+    result = _upsert(conn, batch_id, "essay-1", {"is_anchor": value, "known_grade": "B"})
+    flag, metadata = _flag_and_metadata(conn, "essay-1")
+    assert flag is expected
+    assert result.is_anchor is expected and result.created
+    # The stored metadata carries the same boolean as the column, as JSON true/false.
+    assert metadata == {"is_anchor": expected, "known_grade": "B"}
+    text_flag = conn.execute(
+        "select processing_metadata->>'is_anchor' from cj_processed_essays"
+    ).fetchone()[0]
+    assert text_flag == ("true" if expected else "false")
+
+
+@pytest.mark.parametrize(("value", "expected"), ACCEPTED)
+def test_update_takes_the_flag_when_the_key_is_present(conn, batch_id, value, expected):
+    _upsert(conn, batch_id, "essay-1", {"is_anchor": not expected})
+    result = _upsert(conn, batch_id, "essay-1", {"is_anchor": value})
+    assert _flag_and_metadata(conn, "essay-1")[0] is expected
+    assert result.is_anchor is expected and not result.created
+
+
+def test_insert_without_the_key_is_a_student(conn, batch_id):
+    _upsert(conn, batch_id, "student-1", {"source": "upload"})
+    _upsert(conn, batch_id, "student-2", None)
+    _upsert(conn, batch_id, "student-3", {})
+    for essay_id in ("student-1", "student-2", "student-3"):
+        assert _flag_and_metadata(conn, essay_id)[0] is False
+
+
+@pytest.mark.parametrize("later_metadata", [None, {}, {"spellchecked": True}])
+def test_update_without_the_key_keeps_an_anchor_an_anchor(conn, batch_id, later_metadata):
+    """The Batch 20 regression: insert with true, update without the key, still true."""
+    _upsert(conn, batch_id, "ANCHOR_1_0a1b2c3d", {"is_anchor": True, "known_grade": "A"})
+    _upsert(conn, batch_id, "ANCHOR_1_0a1b2c3d", later_metadata)
+    flag, metadata = _flag_and_metadata(conn, "ANCHOR_1_0a1b2c3d")
+    assert flag is True
+    assert metadata["is_anchor"] is True and metadata["known_grade"] == "A"
+
+
+def test_update_without_the_key_keeps_a_student_a_student(conn, batch_id):
+    _upsert(conn, batch_id, "student-1", {"is_anchor": False})
+    _upsert(conn, batch_id, "student-1", {"note": "x"})
+    assert _flag_and_metadata(conn, "student-1")[0] is False
+
+
+def test_metadata_is_merged_and_never_wiped(conn, batch_id):
+    _upsert(conn, batch_id, "essay-1", {"is_anchor": "true", "known_grade": "B", "a": 1})
+    _upsert(conn, batch_id, "essay-1", None)
+    _upsert(conn, batch_id, "essay-1", {})
+    _upsert(conn, batch_id, "essay-1", {"a": 2, "b": 3})
+    flag, metadata = _flag_and_metadata(conn, "essay-1")
+    assert flag is True
+    assert metadata == {"is_anchor": True, "known_grade": "B", "a": 2, "b": 3}
+
+
+def test_update_keeps_text_when_none_is_given(conn, batch_id):
+    _upsert(conn, batch_id, "essay-1", {}, text="first text")
+    _upsert(conn, batch_id, "essay-1", {}, text=None)
+    assert _row(conn, "essay-1")[4] == "first text"
+
+
+@pytest.mark.parametrize("value", REJECTED)
+def test_rejected_value_on_insert_writes_nothing(conn, batch_id, value):
+    with pytest.raises(ValueError) as excinfo:
+        _upsert(conn, batch_id, "essay-x", {"is_anchor": value})
+    message = str(excinfo.value)
+    assert "essay-x" in message and repr(value) in message
+    count = conn.execute("select count(*) from cj_processed_essays").fetchone()[0]
+    assert count == 0
+
+
+@pytest.mark.parametrize("value", REJECTED)
+@pytest.mark.parametrize("stored", [True, False])
+def test_rejected_value_on_update_leaves_the_row_unchanged(conn, batch_id, value, stored):
+    _upsert(conn, batch_id, "essay-x", {"is_anchor": stored, "known_grade": "C+"})
+    before = _row(conn, "essay-x")
+    with pytest.raises(ValueError) as excinfo:
+        _upsert(conn, batch_id, "essay-x", {"is_anchor": value, "known_grade": "A"}, text="new")
+    assert "essay-x" in str(excinfo.value) and repr(value) in str(excinfo.value)
+    assert _row(conn, "essay-x") == before
+
+
+def test_rejection_inside_a_caller_transaction_keeps_earlier_work(cj_db, batch_id):
+    """The caller owns the transaction: a rejected value raises before any write, so the
+    caller may still commit what it did before."""
+    with connect(cj_db) as conn:
+        _upsert(conn, batch_id, "essay-ok", {"is_anchor": True})
+        with pytest.raises(ValueError):
+            _upsert(conn, batch_id, "essay-bad", {"is_anchor": "yes"})
+        conn.commit()
+    with connect(cj_db) as conn:
+        ids = [r[0] for r in conn.execute("select els_essay_id from cj_processed_essays")]
+    assert ids == ["essay-ok"]
+
+
+def test_the_caller_owns_the_transaction(cj_db, batch_id):
+    with connect(cj_db) as conn:
+        _upsert(conn, batch_id, "essay-1", {"is_anchor": True})
+        conn.rollback()
+    with connect(cj_db) as conn:
+        assert conn.execute("select count(*) from cj_processed_essays").fetchone()[0] == 0
+
+
+def test_an_unknown_batch_is_a_clear_error(conn):
+    with pytest.raises(ValueError, match="CJ batch 999 does not exist"):
+        _upsert(conn, 999, "essay-1", {"is_anchor": True})
+
+
+def test_metadata_must_be_a_mapping(conn, batch_id):
+    with pytest.raises(ValueError, match="essay-1"):
+        _upsert(conn, batch_id, "essay-1", ["is_anchor"])
+
+
+def test_an_essay_without_results_may_move_batch(conn, batch_id):
+    other = _new_batch(conn)
+    _upsert(conn, batch_id, "essay-1", {"is_anchor": True})
+    _upsert(conn, other, "essay-1", None)
+    assert _row(conn, "essay-1")[0] == other
+    assert _flag_and_metadata(conn, "essay-1")[0] is True
+
+
+def _add_pair(conn, batch_id: int, a: str, b: str) -> None:
+    conn.execute(
+        "insert into cj_comparison_pairs (cj_batch_id, essay_a_els_id, essay_b_els_id, "
+        "prompt_text) values (%s, %s, %s, 'compare')",
+        (batch_id, a, b),
+    )
+
+
+def _add_projection(conn, batch_id: int, essay_id: str) -> None:
+    conn.execute(
+        "insert into grade_projections (els_essay_id, cj_batch_id, primary_grade, "
+        "confidence_score, confidence_label, calculation_metadata) "
+        "values (%s, %s, 'B', 0.5, 'MID', '{}')",
+        (essay_id, batch_id),
+    )
+
+
+@pytest.mark.parametrize("results", ["pair_as_a", "pair_as_b", "projection"])
+def test_an_essay_with_results_cannot_move_batch(conn, batch_id, results):
+    other = _new_batch(conn)
+    _upsert(conn, batch_id, "essay-1", {"is_anchor": False})
+    _upsert(conn, batch_id, "essay-2", {"is_anchor": False})
+    if results == "pair_as_a":
+        _add_pair(conn, batch_id, "essay-1", "essay-2")
+    elif results == "pair_as_b":
+        _add_pair(conn, batch_id, "essay-2", "essay-1")
+    else:
+        _add_projection(conn, batch_id, "essay-1")
+    before = _row(conn, "essay-1")
+    with pytest.raises(EssayMoveRefused, match=f"essay-1 .* batch {batch_id}"):
+        _upsert(conn, other, "essay-1", {"is_anchor": True, "new": 1}, text="moved")
+    assert _row(conn, "essay-1") == before
+    # An update in its own batch is still fine.
+    _upsert(conn, batch_id, "essay-1", {"is_anchor": True})
+    assert _flag_and_metadata(conn, "essay-1")[0] is True
