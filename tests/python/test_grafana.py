@@ -1,0 +1,364 @@
+"""The Grafana provisioning files, proven without a running Grafana.
+
+Static checks: every file loads, matches the models of the pinned grafana-foundation-sdk (the
+dashboard, the alert rules and their queries and expressions) or, where the SDK has no model
+(datasource, dashboard provider, the alert-rule file wrapper), Grafana's documented
+file-provisioning format. Every datasource uid is the provisioned one, every rule's condition
+names a refId it defines, every runbook_url lands on a heading of docs/runbook.md.
+
+Database checks: on a database built by the ENG5 runner with the Batch 20 incident replayed,
+every panel's and rule's SQL runs, macros expanded, as a login in cj_health_reader, and the
+stuck-finalization rule returns the incident batch and no healthy batch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+import typing
+from datetime import UTC, datetime, timedelta
+from importlib import metadata
+from typing import Any
+
+import pytest
+from grafana_foundation_sdk.cog import plugins, runtime
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import alerting, dashboard, expr
+
+from cj_health import grafana_sql
+from cj_health.grafana_sql import (
+    DATASOURCE_TYPE,
+    EXPRESSION_DATASOURCE_UID,
+    MacroError,
+    expand_macros,
+)
+from cj_health.paths import project_dir
+
+plugins.register_default_plugins()
+
+DATASOURCE_UID = "cj-health-postgres"
+MONITORING_VIEWS = ("cj_monitoring.cj_batch_health", "cj_monitoring.cj_batch_alerts")
+RULE_ISSUES = {
+    "cj-stuck-finalization": {"STUCK_FINALIZATION"},
+    "cj-scoring-too-long": {"SCORING_TOO_LONG"},
+    "cj-anchor-flag-mismatch": {"ANCHOR_FLAG_MISMATCH"},
+    "cj-wrong-projections": {"ANCHOR_PROJECTED", "MISATTRIBUTED_PROJECTION"},
+}
+STALE_RULE = "cj-health-view-stale"
+# Grafana's accepted values (ngalert models; the provisioning file format).
+NO_DATA_STATES = {"Alerting", "NoData", "OK", "KeepLast"}
+EXEC_ERR_STATES = {"Alerting", "Error", "OK", "KeepLast"}
+DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _round_trip(model: Any) -> Any:
+    return json.loads(json.dumps(model, cls=JSONEncoder))
+
+
+def _lost_keys(original: Any, reparsed: Any, path: str = "") -> list[str]:
+    """Paths of `original` that the SDK model dropped or changed: unknown or misspelt keys,
+    values of the wrong shape. The SDK adds defaults, so `reparsed` may hold more."""
+    if isinstance(original, dict):
+        if not isinstance(reparsed, dict):
+            return [path or "<root>"]
+        lost: list[str] = []
+        for key, value in original.items():
+            if key not in reparsed:
+                lost.append(f"{path}.{key}")
+            else:
+                lost.extend(_lost_keys(value, reparsed[key], f"{path}.{key}"))
+        return lost
+    if isinstance(original, list):
+        if not isinstance(reparsed, list) or len(reparsed) != len(original):
+            return [path]
+        lost = []
+        for index, (left, right) in enumerate(zip(original, reparsed, strict=True)):
+            lost.extend(_lost_keys(left, right, f"{path}[{index}]"))
+        return lost
+    return [] if original == reparsed else [f"{path}={original!r}"]
+
+
+def _literal_values(cls: type, attribute: str) -> set[str]:
+    """The values a Literal-typed attribute of an SDK model accepts."""
+    return set(typing.get_args(typing.get_type_hints(cls)[attribute]))
+
+
+def _github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown file."""
+    anchors: set[str] = set()
+    in_code = False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        if in_code or not line.startswith("#"):
+            continue
+        title = line.lstrip("#").strip().lower()
+        slug = re.sub(r"[^\w\- ]", "", title).replace(" ", "-")
+        candidate, n = slug, 0
+        while candidate in anchors:
+            n += 1
+            candidate = f"{slug}-{n}"
+        anchors.add(candidate)
+    return anchors
+
+
+def _rules() -> list[dict[str, Any]]:
+    rules_file = grafana_sql.load_yaml(grafana_sql.alert_rules_path())
+    return [rule for group in rules_file["groups"] for rule in group["rules"]]
+
+
+def _rule(uid: str) -> dict[str, Any]:
+    return next(rule for rule in _rules() if rule["uid"] == uid)
+
+
+def _panel(title: str) -> dict[str, Any]:
+    return next(p for p in grafana_sql.load_dashboard()["panels"] if p["title"] == title)
+
+
+# --- the SDK pin ---------------------------------------------------------------------------
+
+
+def test_grafana_sdk_is_the_pinned_version():
+    pyproject = tomllib.loads((project_dir() / "pyproject.toml").read_text(encoding="utf-8"))
+    pins = [
+        dep
+        for dep in pyproject["project"]["optional-dependencies"]["dev"]
+        if dep.startswith("grafana-foundation-sdk")
+    ]
+    assert len(pins) == 1 and "==" in pins[0], f"grafana-foundation-sdk must be pinned: {pins}"
+    pinned = pins[0].split("==", 1)[1]
+    assert metadata.version("grafana-foundation-sdk") == pinned
+
+
+# --- datasource and dashboard provider -----------------------------------------------------
+
+
+def test_datasource_is_postgres_with_fixed_uid_and_no_secret():
+    text = grafana_sql.datasource_path().read_text(encoding="utf-8")
+    config = grafana_sql.load_yaml(grafana_sql.datasource_path())
+    assert config["apiVersion"] == 1
+    [source] = config["datasources"]
+    assert source["type"] == DATASOURCE_TYPE
+    assert source["uid"] == DATASOURCE_UID
+    assert source["access"] == "proxy"
+    for value in (
+        source["url"],
+        source["user"],
+        source["jsonData"]["database"],
+        source["secureJsonData"]["password"],
+    ):
+        assert "$__env{" in value, f"{value!r} must come from Grafana's environment"
+    assert set(source["secureJsonData"]) == {"password"}
+    assert "password" not in source and "password" not in source["jsonData"]
+    assert not re.search(r"password:\s*[^$\s]", text), "a literal password in the datasource file"
+
+
+def test_dashboard_provider_loads_the_dashboard_folder():
+    config = grafana_sql.load_yaml(grafana_sql.dashboard_provider_path())
+    assert config["apiVersion"] == 1
+    [provider] = config["providers"]
+    assert provider["type"] == "file"
+    assert provider["orgId"] == 1
+    assert provider["options"]["path"].startswith("/")
+    assert provider["folder"] == _rules_folder()
+    assert grafana_sql.dashboard_path().suffix == ".json"
+
+
+def _rules_folder() -> str:
+    [group] = grafana_sql.load_yaml(grafana_sql.alert_rules_path())["groups"]
+    return group["folder"]
+
+
+# --- the dashboard -------------------------------------------------------------------------
+
+
+def test_dashboard_matches_the_sdk_model():
+    raw = grafana_sql.load_dashboard()
+    reparsed = _round_trip(dashboard.Dashboard.from_json(raw))
+    assert _lost_keys(raw, reparsed) == []
+    assert raw["title"] == "CJ batch health"
+    assert 8 <= len(raw["uid"]) <= 40
+    known_panel_types = set(runtime.Runtime().panelcfg_variants)
+    ids = [panel["id"] for panel in raw["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    for panel in raw["panels"]:
+        assert panel["type"] in known_panel_types, panel["title"]
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24 and grid["h"] > 0, panel["title"]
+        assert panel["targets"], f"panel {panel['title']!r} has no query"
+
+
+def test_dashboard_has_the_panels_on_call_needs():
+    stuck = _panel("Stuck batches now")
+    assert stuck["type"] == "stat"
+    steps = stuck["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps[0] == {"color": "green", "value": None}
+    assert steps[-1]["color"] == "red" and 0 < steps[-1]["value"] <= 1, "red above 0"
+    assert "cj_monitoring.cj_batch_alerts" in stuck["targets"][0]["rawSql"]
+
+    assert "group by health_status" in _panel("Batches by health status")["targets"][0]["rawSql"]
+    unhealthy_sql = _panel("Unhealthy batches")["targets"][0]["rawSql"]
+    assert "'cj-health inspect ' || cj_batch_id" in unhealthy_sql
+    assert "projection_count" in _panel("Projections coverage by batch")["targets"][0]["rawSql"]
+    assert "scale_separation_reliability" in _panel("Reliability")["targets"][0]["rawSql"]
+    assert "now() - max(refreshed_at)" in _panel("View age")["targets"][0]["rawSql"]
+    for query in grafana_sql.dashboard_queries(grafana_sql.load_dashboard()):
+        assert any(view in query.raw_sql for view in MONITORING_VIEWS), query.source
+
+
+def test_every_panel_uses_the_provisioned_datasource():
+    raw = grafana_sql.load_dashboard()
+    for panel in raw["panels"]:
+        assert panel["datasource"] == {"type": DATASOURCE_TYPE, "uid": DATASOURCE_UID}
+        for target in panel["targets"]:
+            assert target["datasource"] == panel["datasource"], panel["title"]
+            assert target["rawQuery"] is True and target["editorMode"] == "code"
+            assert target["format"] in {"table", "time_series"}
+
+
+# --- the alert rules -----------------------------------------------------------------------
+
+
+def test_alert_rule_file_has_grafanas_provisioning_structure():
+    rules_file = grafana_sql.load_yaml(grafana_sql.alert_rules_path())
+    assert rules_file["apiVersion"] == 1
+    assert set(rules_file) <= {"apiVersion", "groups", "deleteRules"}
+    for group in rules_file["groups"]:
+        assert isinstance(group["orgId"], int) and group["orgId"] >= 1
+        assert group["name"].strip() and group["folder"].strip()
+        assert DURATION.match(group["interval"]), group["interval"]
+        uids = [rule["uid"] for rule in group["rules"]]
+        assert len(uids) == len(set(uids))
+        for rule in group["rules"]:
+            assert set(rule) >= {"uid", "title", "condition", "data", "for", "annotations"}
+            assert 1 <= len(rule["uid"]) <= 40 and re.fullmatch(r"[\w-]+", rule["uid"])
+            assert DURATION.match(rule["for"]), rule["uid"]
+            assert rule["noDataState"] in NO_DATA_STATES
+            assert rule["execErrState"] in EXEC_ERR_STATES
+            # Labels are env-expanded by Grafana's provisioning: a `$` would be eaten.
+            assert all("$" not in value for value in rule.get("labels", {}).values())
+
+
+def test_alert_rules_match_the_sdk_models():
+    rules_file = grafana_sql.load_yaml(grafana_sql.alert_rules_path())
+    reducers = _literal_values(expr.TypeReduce, "reducer")
+    evaluators = _literal_values(expr.ExprTypeThresholdConditionsEvaluator, "type_val")
+    for group in rules_file["groups"]:
+        for rule in group["rules"]:
+            # The SDK models the API form of a rule; the file form keeps the group's fields
+            # on the group and spells `for`, `uid` etc. the same way.
+            api_form = {
+                **{k: v for k, v in rule.items() if k != "data"},
+                "folderUID": group["folder"],
+                "orgID": group["orgId"],
+                "ruleGroup": group["name"],
+            }
+            assert _lost_keys(api_form, _round_trip(alerting.Rule.from_json(api_form))) == []
+            for query in rule["data"]:
+                reparsed = _round_trip(alerting.Query.from_json(query))
+                assert _lost_keys(query, reparsed) == [], f"{rule['uid']} {query['refId']}"
+                model = query["model"]
+                if query["datasourceUid"] != EXPRESSION_DATASOURCE_UID:
+                    continue
+                typed = runtime.dataquery_from_json(model, EXPRESSION_DATASOURCE_UID)
+                assert _lost_keys(model, _round_trip(typed)) == [], rule["uid"]
+                if model["type"] == "reduce":
+                    assert model["reducer"] in reducers
+                elif model["type"] == "threshold":
+                    for condition in model["conditions"]:
+                        assert condition["evaluator"]["type"] in evaluators
+                else:
+                    pytest.fail(f"{rule['uid']}: unexpected expression {model['type']}")
+
+
+def test_every_rule_condition_and_expression_names_a_defined_ref_id():
+    for rule in _rules():
+        ref_ids = [query["refId"] for query in rule["data"]]
+        assert len(ref_ids) == len(set(ref_ids)), rule["uid"]
+        assert rule["condition"] in ref_ids, rule["uid"]
+        for query in rule["data"]:
+            assert query["model"]["refId"] == query["refId"], rule["uid"]
+            if query["datasourceUid"] == EXPRESSION_DATASOURCE_UID:
+                assert query["model"]["datasource"]["uid"] == EXPRESSION_DATASOURCE_UID
+                assert query["model"]["expression"] in ref_ids, rule["uid"]
+                assert query["model"]["expression"] != query["refId"], rule["uid"]
+
+
+def test_every_rule_queries_the_provisioned_datasource_then_reduces_and_thresholds():
+    for rule in _rules():
+        by_ref = {query["refId"]: query for query in rule["data"]}
+        sql_queries = [q for q in rule["data"] if q["datasourceUid"] != EXPRESSION_DATASOURCE_UID]
+        assert sql_queries, rule["uid"]
+        for query in sql_queries:
+            assert query["datasourceUid"] == DATASOURCE_UID, rule["uid"]
+            assert query["model"]["datasource"] == {"type": DATASOURCE_TYPE, "uid": DATASOURCE_UID}
+            assert query["relativeTimeRange"]["from"] > query["relativeTimeRange"]["to"] >= 0
+        condition = by_ref[rule["condition"]]["model"]
+        assert condition["type"] == "threshold", rule["uid"]
+        reduce = by_ref[condition["expression"]]["model"]
+        assert reduce["type"] == "reduce", rule["uid"]
+        assert by_ref[reduce["expression"]]["datasourceUid"] == DATASOURCE_UID
+
+
+def test_the_required_rules_exist_with_their_problem_codes():
+    rules = {rule["uid"]: rule for rule in _rules()}
+    assert set(rules) == set(RULE_ISSUES) | {STALE_RULE}
+    for uid, issues in RULE_ISSUES.items():
+        sql = rules[uid]["data"][0]["model"]["rawSql"]
+        assert "cj_monitoring.cj_batch_alerts" in sql, uid
+        assert set(re.findall(r"'([A-Z_]+)'", sql)) == issues, uid
+        assert "as cj_batch_id" in sql, f"{uid}: one series per batch, labelled cj_batch_id"
+    assert rules["cj-stuck-finalization"]["for"] == "5m"
+    stale = rules[STALE_RULE]
+    assert "now() - max(refreshed_at)" in stale["data"][0]["model"]["rawSql"]
+    threshold = next(q for q in stale["data"] if q["refId"] == stale["condition"])["model"]
+    assert threshold["conditions"][0]["evaluator"] == {"type": "gt", "params": [15]}
+
+
+def test_every_rule_explains_itself_and_links_an_existing_runbook_heading():
+    anchors = _github_anchors((project_dir() / "docs" / "runbook.md").read_text(encoding="utf-8"))
+    for rule in _rules():
+        annotations = rule["annotations"]
+        assert annotations["summary"].strip(), rule["uid"]
+        if rule["uid"] != STALE_RULE:
+            assert "{{ $labels.cj_batch_id }}" in annotations["description"], rule["uid"]
+        url, _, anchor = annotations["runbook_url"].partition("#")
+        assert url.startswith("https://") and url.endswith("/docs/runbook.md"), rule["uid"]
+        assert anchor in anchors, f"{rule['uid']}: no heading #{anchor} in docs/runbook.md"
+
+
+def test_runbook_links_inside_the_runbook_resolve():
+    text = (project_dir() / "docs" / "runbook.md").read_text(encoding="utf-8")
+    anchors = _github_anchors(text)
+    for anchor in re.findall(r"\]\(#([^)]+)\)", text):
+        assert anchor in anchors, f"docs/runbook.md links to missing #{anchor}"
+
+
+# --- macro expansion -----------------------------------------------------------------------
+
+FROM = datetime(2025, 11, 14, 8, 0, 0, tzinfo=UTC)
+TO = FROM + timedelta(hours=6)
+
+
+def test_expand_macros_like_grafanas_postgres_datasource():
+    sql = "select $__time(created_at) from t where $__timeFilter(created_at)"
+    assert expand_macros(sql, time_from=FROM, time_to=TO) == (
+        "select created_at as \"time\" from t where created_at between "
+        "'2025-11-14T08:00:00Z' and '2025-11-14T14:00:00Z'"
+    )
+    assert expand_macros("$__timeFrom() $__timeTo()", time_from=FROM, time_to=TO) == (
+        "'2025-11-14T08:00:00Z' '2025-11-14T14:00:00Z'"
+    )
+    epoch = expand_macros("$__unixEpochFilter(ts)", time_from=FROM, time_to=TO)
+    assert epoch == f"ts >= {int(FROM.timestamp())} and ts <= {int(TO.timestamp())}"
+    assert expand_macros("$__interval_ms", time_from=FROM, time_to=TO, interval_seconds=5) == "5000"
+
+
+@pytest.mark.parametrize("sql", ["select $__timeGroup(t, '5m')", "select $batch", "select $__x"])
+def test_expand_macros_refuses_what_it_cannot_expand(sql):
+    with pytest.raises(MacroError):
+        expand_macros(sql, time_from=FROM, time_to=TO)
