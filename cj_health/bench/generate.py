@@ -4,8 +4,8 @@ Shape (issue 8): 10 to 40 essays per batch, a quarter of them anchors (ENG5 anch
 batch's assignment), about 5 comparisons per essay (2.5 comparison pairs per essay), BT scores,
 grade projections and the two published outbox events for completed batches. Each batch draws a
 *profile*: most are healthy (completed, waiting for callbacks, initialising, failed); 3 % carry a
-fault from the catalogue, expressed set-wise (the Batch 20 wedge, anchor flags lost, stuck in
-SCORING, events missing, anchors projected).
+fault from the catalogue (cj_health.faults), expressed set-wise and named as there (the Batch 20
+wedge, a scoring wedge, anchor flags lost, an anchor projected, an event missing, ...).
 
 Every value is a deterministic hash of the batch id, so the same N gives the same database. The
 rows go in with `insert ... select` over `generate_series`, a chunk of batches per transaction,
@@ -25,6 +25,7 @@ from psycopg import sql
 from cj_health.db import Database, connect, source_schema
 from cj_health.errors import CjHealthError
 from cj_health.schema import SERVICE_TABLES
+from python_fix.finalizer import RICH_EVENT_TYPE, THIN_EVENT_TYPE
 
 DEFAULT_CHUNK_BATCHES = 2000
 ASSIGNMENTS = 20
@@ -34,8 +35,6 @@ ANCHOR_GRADES = ("F+", "F+", "E-", "E+", "D-", "D+", "C-", "C+", "B", "B", "A", 
 # Student grades by hidden quality, lowest first: `F` is below the lowest anchor.
 STUDENT_GRADES = ("F", "F+", "E-", "E+", "D-", "D+", "C-", "C+", "B", "A")
 PAIRS_PER_ESSAY = 2.5  # each pair has two essays: about 5 comparisons per essay
-THIN_TOPIC = "huleedu.cj_assessment.completed.v1"
-RICH_TOPIC = "huleedu.assessment.result.published.v1"
 FINALIZATION_PROFILE = "awaiting_finalization"
 
 ProgressFn = Callable[[int, int], None]
@@ -43,7 +42,8 @@ ProgressFn = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class Profile:
-    """What a batch looks like: its status, state, progress and which rows it has."""
+    """What a batch looks like: its status, state, progress and which rows it has. A faulty
+    profile is named after the fault in cj_health.faults.FAULTS that it reproduces."""
 
     name: str
     per_mille: int  # share of generated batches; 0: only when asked for by name
@@ -53,11 +53,15 @@ class Profile:
     completed: bool = True  # completed_at set
     pairs_share: float = 1.0  # share of the planned comparison pairs that exist
     done_share: float = 1.0  # share of those that have a winner
+    pending_pairs: int = 0  # pairs left without a winner on top of done_share
     scored: bool = True  # BT scores on the essays
-    projections: str = "students"  # none | students | students_and_anchors
-    events: bool = True  # both completion events written and published
+    reliable: bool = True  # False: scores bunched together, every SE at the 2.0 cap
+    # none | students | students_and_one_anchor | students_and_misattributed
+    projections: str = "students"
+    events: str = "both"  # both | thin_only | none (written and published)
     anchor_flags_kept: bool = True  # False: is_anchor false although the metadata says true
-    idle_minutes: int | None = None  # None: last activity when the batch completed
+    counter_offset: int = 0  # added to completed_comparisons (duplicate callbacks)
+    idle_minutes: int | None = None  # None: last activity when the batch finished
     partial_scoring: bool = False
 
 
@@ -66,40 +70,54 @@ PROFILES: tuple[Profile, ...] = (
     Profile("completed_max_comparisons", 100, "COMPLETE_MAX_COMPARISONS", "COMPLETED"),
     Profile(
         "waiting_callbacks", 110, "PERFORMING_COMPARISONS", "WAITING_CALLBACKS",
-        completed=False, done_share=0.6, scored=False, projections="none", events=False,
+        completed=False, done_share=0.6, scored=False, projections="none", events="none",
         idle_minutes=1,
     ),
     Profile(
         "initializing", 30, "PENDING", "INITIALIZING", completed=False, pairs_share=0.0,
-        scored=False, projections="none", events=False, idle_minutes=1,
+        scored=False, projections="none", events="none", idle_minutes=1,
     ),
     Profile(
         "failed", 30, "ERROR_PROCESSING", "FAILED", completed=False, done_share=0.3,
-        scored=False, projections="none", events=False,
+        scored=False, projections="none", events="none",
     ),
-    # Faults (3 %): each one a way a batch breaks that monitoring must catch.
+    # Faults (3 %), as cj_health.faults breaks a completed batch, expressed set-wise.
     Profile(
-        "wedged_after_scoring", 8, "COMPLETE_STABLE", "WAITING_CALLBACKS", fault=True,
-        completed=False, projections="none", events=False, idle_minutes=360,
+        "batch20_wedge", 5, "COMPLETE_STABLE", "WAITING_CALLBACKS", fault=True,
+        completed=False, projections="none", events="none", idle_minutes=60,
         partial_scoring=True,
     ),
     Profile(
-        "anchor_flags_lost", 6, "COMPLETE_STABLE", "COMPLETED", fault=True,
-        projections="none", anchor_flags_kept=False,
+        "scoring_wedge", 4, "PERFORMING_COMPARISONS", "SCORING", fault=True,
+        completed=False, projections="none", events="none", idle_minutes=90,
     ),
     Profile(
-        "stuck_in_scoring", 6, "PERFORMING_COMPARISONS", "SCORING", fault=True,
-        completed=False, projections="none", events=False, idle_minutes=180,
+        "anchor_flags_lost", 4, "COMPLETE_STABLE", "COMPLETED", fault=True,
+        anchor_flags_kept=False,
     ),
-    Profile("events_missing", 5, "COMPLETE_STABLE", "COMPLETED", fault=True, events=False),
     Profile(
-        "anchors_projected", 5, "COMPLETE_STABLE", "COMPLETED", fault=True,
-        projections="students_and_anchors",
+        "anchor_projected", 3, "COMPLETE_STABLE", "COMPLETED", fault=True,
+        projections="students_and_one_anchor",
+    ),
+    Profile(
+        "misattributed_projection", 2, "COMPLETE_STABLE", "COMPLETED", fault=True,
+        projections="students_and_misattributed",
+    ),
+    Profile(
+        "completed_without_timestamp", 2, "COMPLETE_STABLE", "COMPLETED", fault=True,
+        completed=False,
+    ),
+    Profile("counter_mismatch", 3, "COMPLETE_STABLE", "COMPLETED", fault=True, counter_offset=2),
+    Profile("event_missing", 3, "COMPLETE_STABLE", "COMPLETED", fault=True, events="thin_only"),
+    Profile("low_reliability", 2, "COMPLETE_STABLE", "COMPLETED", fault=True, reliable=False),
+    Profile(
+        "stalled", 2, "PERFORMING_COMPARISONS", "WAITING_CALLBACKS", fault=True,
+        completed=False, pending_pairs=3, projections="none", events="none", idle_minutes=360,
     ),
     # The finalizer benchmark's batch: every comparison done, nothing scored yet.
     Profile(
         FINALIZATION_PROFILE, 0, "PERFORMING_COMPARISONS", "WAITING_CALLBACKS",
-        completed=False, scored=False, projections="none", events=False, idle_minutes=0,
+        completed=False, scored=False, projections="none", events="none", idle_minutes=0,
     ),
 )
 PROFILE_BY_NAME = {profile.name: profile for profile in PROFILES}
@@ -149,8 +167,9 @@ as $$ select ((hashtextextended(key, salt) & 2147483647) + 0.5) / 2147483648.0 $
 create temp table if not exists bench_profiles (
     name text primary key, roll_from integer, roll_to integer,
     status text, state text, completed boolean, pairs_share double precision,
-    done_share double precision, scored boolean, projections text, events boolean,
-    anchor_flags_kept boolean, idle_minutes integer, partial_scoring boolean
+    done_share double precision, pending_pairs integer, scored boolean, reliable boolean,
+    projections text, events text, anchor_flags_kept boolean, counter_offset integer,
+    idle_minutes integer, partial_scoring boolean
 );
 """
 
@@ -194,11 +213,13 @@ sized as (
             else p.name = %(profile)s::text end
 )
 select s.*,
-       round(s.pair_count * s.done_share)::integer as done_count,
+       greatest(round(s.pair_count * s.done_share)::integer - s.pending_pairs, 0)
+           as done_count,
        md5('bos:' || s.cj_batch_id)::uuid::text as bos_batch_id,
        md5('correlation:' || s.cj_batch_id)::uuid::text as event_correlation_id,
        '00000000-0000-0000-0000-' || lpad((s.assignment_no + 1)::text, 12, '0') as assignment_id,
        now() - make_interval(mins => s.age_minutes) as created_at,
+       now() - make_interval(mins => s.age_minutes - 20) as finished_at,
        case when s.completed
            then now() - make_interval(mins => s.age_minutes - 20) end as completed_at,
        case when s.idle_minutes is null
@@ -250,7 +271,7 @@ insert into cj_batch_uploads
      user_id, org_id)
 select b.cj_batch_id, b.bos_batch_id, b.event_correlation_id, 'en', 'ENG5',
        b.n_essays - b.n_anchors, b.status::cj_batch_status_enum, b.created_at,
-       coalesce(b.completed_at, b.last_activity_at), b.completed_at,
+       b.last_activity_at, b.completed_at,
        json_build_object('source', 'cj-health bench'), b.assignment_id,
        'user-' || pg_temp.bench_int(b.cj_batch_id::text, 7, 5000),
        'org-' || pg_temp.bench_int(b.cj_batch_id::text, 8, 200)
@@ -264,7 +285,7 @@ insert into cj_batch_states
      completed_comparisons, failed_comparisons, last_activity_at, partial_scoring_triggered,
      completion_threshold_pct, current_iteration, processing_metadata)
 select b.cj_batch_id, b.state::cj_batch_state_enum, b.pair_count, b.pair_count, b.pair_count,
-       b.done_count, 0, b.last_activity_at, b.partial_scoring, 95,
+       b.done_count + b.counter_offset, 0, b.last_activity_at, b.partial_scoring, 95,
        case when b.pair_count = 0 then 0 else 1 + b.pair_count / b.n_essays end,
        json_build_object('source', 'cj-health bench')
 from bench_batch_plan as b
@@ -285,11 +306,12 @@ counts as (
 )
 select e.els_essay_id, e.cj_batch_id, 'text-' || left(md5(e.els_essay_id), 16),
        'Generated essay ' || e.idx || ' of batch ' || e.cj_batch_id || '.',
-       case when b.scored then round(e.quality::numeric, 4)::double precision end,
-       case when b.scored then 0.35 end,
+       case when b.scored and b.reliable then round(e.quality::numeric, 4)::double precision
+           when b.scored then round(0.2 * e.quality::numeric, 4)::double precision end,
+       case when b.scored and b.reliable then 0.35 when b.scored then 2.0 end,
        coalesce(c.n, 0),
        e.is_anchor_essay and b.anchor_flags_kept,
-       b.created_at, coalesce(b.completed_at, b.last_activity_at),
+       b.created_at, b.last_activity_at,
        case when e.is_anchor_essay then json_build_object(
            'is_anchor', true,
            'known_grade', (%(grades)s::text[])[e.anchor_slot + 1],
@@ -333,23 +355,38 @@ insert into grade_projections
     (els_essay_id, cj_batch_id, primary_grade, grade_scale, confidence_score,
      confidence_label, calculation_metadata, population_prior, created_at, assessment_method,
      model_used, model_provider, normalized_score)
-with graded as (
-    select e.els_essay_id, e.cj_batch_id, b.completed_at,
-           (%(student_grades)s::text[])[
-               least(9, greatest(0, floor((e.quality + 2.0) / 0.4)::integer)) + 1
-           ] as primary_grade,
-           0.25 + 0.7 * pg_temp.bench_unit(e.els_essay_id, 11) as confidence,
-           e.quality
+with projected as (
+    select e.els_essay_id, e.cj_batch_id, e.quality
     from bench_essay_plan as e
     inner join bench_batch_plan as b on b.cj_batch_id = e.cj_batch_id
-    where b.projections = 'students_and_anchors'
-       or (b.projections = 'students' and not e.is_anchor_essay)
+    where (b.projections <> 'none' and not e.is_anchor_essay)
+       or (b.projections = 'students_and_one_anchor' and e.idx = 0)
+    union all
+    -- misattributed: a student essay of the previous batch filed under this batch
+    select other.els_essay_id, b.cj_batch_id, 0.0
+    from bench_batch_plan as b
+    cross join lateral (
+        select o.els_essay_id from cj_processed_essays as o
+        where o.cj_batch_id = b.cj_batch_id - 1 and not o.is_anchor
+        order by o.els_essay_id limit 1
+    ) as other
+    where b.projections = 'students_and_misattributed'
+),
+graded as (
+    select p.els_essay_id, p.cj_batch_id, b.finished_at,
+           (%(student_grades)s::text[])[
+               least(9, greatest(0, floor((p.quality + 2.0) / 0.4)::integer)) + 1
+           ] as primary_grade,
+           0.25 + 0.7 * pg_temp.bench_unit(p.els_essay_id, 11) as confidence,
+           p.quality
+    from projected as p
+    inner join bench_batch_plan as b on b.cj_batch_id = p.cj_batch_id
 )
 select g.els_essay_id, g.cj_batch_id, g.primary_grade, %(scale)s, g.confidence,
        case when g.confidence >= 0.7 then 'HIGH' when g.confidence >= 0.4 then 'MID'
            else 'LOW' end,
        json_build_object('method', 'bradley_terry', 'source', 'cj-health bench'),
-       0.1, g.completed_at, 'cj_assessment', 'simulated-judge', 'cj-health bench',
+       0.1, g.finished_at, 'cj_assessment', 'simulated-judge', 'cj-health bench',
        (g.quality + 3.0) / 6.0
 from graded as g
 order by g.cj_batch_id, g.els_essay_id
@@ -366,14 +403,14 @@ with events as (
     from bench_batch_plan as b
     cross join (values (%(thin)s, 'cj_batch'), (%(rich)s, 'assessment_result'))
         as t (topic, aggregate_type)
-    where b.events
+    where b.events = 'both' or (b.events = 'thin_only' and t.aggregate_type = 'cj_batch')
 )
 select md5('event:' || e.cj_batch_id || ':' || e.topic)::uuid, e.aggregate_id,
        e.aggregate_type, e.topic,
        json_build_object(
            'event_id', md5('event:' || e.cj_batch_id || ':' || e.topic)::uuid,
            'event_type', e.topic,
-           'event_timestamp', e.completed_at,
+           'event_timestamp', e.finished_at,
            'source_service', 'cj_assessment_service',
            'schema_version', 1,
            'correlation_id', e.event_correlation_id,
@@ -381,7 +418,7 @@ select md5('event:' || e.cj_batch_id || ':' || e.topic)::uuid, e.aggregate_id,
                                      'cj_batch_id', e.cj_batch_id,
                                      'status', e.status),
            'metadata', json_build_object()),
-       e.topic, e.aggregate_id, e.completed_at, e.completed_at + interval '2 seconds', 0
+       e.topic, e.aggregate_id, e.finished_at, e.finished_at + interval '2 seconds', 0
 from events as e
 order by e.cj_batch_id, e.topic
 """
@@ -418,14 +455,14 @@ def _prepare_session(conn: psycopg.Connection) -> None:
     for p in PROFILES:
         rows.append((
             p.name, roll, roll + p.per_mille, p.status, p.state, p.completed, p.pairs_share,
-            p.done_share, p.scored, p.projections, p.events, p.anchor_flags_kept,
-            p.idle_minutes, p.partial_scoring,
+            p.done_share, p.pending_pairs, p.scored, p.reliable, p.projections, p.events,
+            p.anchor_flags_kept, p.counter_offset, p.idle_minutes, p.partial_scoring,
         ))
         roll += p.per_mille
     with conn.cursor() as cur:
         cur.executemany(
             "insert into bench_profiles values "
-            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             rows,
         )
 
@@ -447,7 +484,7 @@ def _generate_chunk(
         "pairs": pairs, "profile": profile, "assignments": ASSIGNMENTS,
         "pairs_per_essay": PAIRS_PER_ESSAY, "grades": list(ANCHOR_GRADES),
         "student_grades": list(STUDENT_GRADES), "scale": GRADE_SCALE,
-        "thin": THIN_TOPIC, "rich": RICH_TOPIC,
+        "thin": THIN_EVENT_TYPE, "rich": RICH_EVENT_TYPE,
     }
     with conn.transaction():
         for statement in (PLAN_BATCHES_SQL, PLAN_ESSAYS_SQL, PLAN_PAIRS_SQL):

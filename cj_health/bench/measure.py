@@ -1,0 +1,300 @@
+"""The timed figures of `cj-health bench`, each measured against something in the same run.
+
+- refresh: REFRESH MATERIALIZED VIEW CONCURRENTLY of cj_batch_health, interleaved with
+- the lower bound: one aggregate scan of each source table grouped by batch (what the view
+  needs, without joining, deciding or writing), run as EXPLAIN ANALYZE so that the server
+  computes every aggregate and sends no rows;
+- the alert query Grafana's stuck-finalization rule runs: p50 and p99 latency;
+- the longest wait of a reader of the view while a concurrent refresh runs;
+- finalize_scoring on one big batch, and the share of it that the BT fit takes.
+
+Wall-clock times on a held connection (time.perf_counter), so connection set-up is never in a
+figure. No figure here is asserted anywhere: speed lives only in the report.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from psycopg import sql
+
+from cj_health.db import DEFAULT_MONITORING_SCHEMA, Database, connect, monitoring_schema
+from cj_health.db import source_schema as source_schema_name
+from cj_health.errors import CjHealthError
+
+HEALTH_VIEW = "cj_batch_health"
+ALERTS_VIEW = "cj_batch_alerts"
+STUCK_RULE_UID = "cj-stuck-finalization"
+READER_SQL = "select count(*) from {} where is_alerting"
+
+# One aggregate scan per source table, grouped by batch: the facts the health view reads.
+# Joins between tables (e.g. "is this projection's essay an anchor?") are the view's own work
+# and not part of the bound.
+LOWER_BOUND_QUERIES: dict[str, str] = {
+    "cj_batch_uploads": """
+        select id, status, bos_batch_id, event_correlation_id, expected_essay_count,
+               created_at, updated_at, completed_at
+        from cj_batch_uploads""",
+    "cj_batch_states": """
+        select batch_id, state, total_comparisons, submitted_comparisons,
+               completed_comparisons, failed_comparisons, partial_scoring_triggered,
+               last_activity_at
+        from cj_batch_states""",
+    "cj_processed_essays": """
+        select cj_batch_id, count(*), count(*) filter (where is_anchor),
+               count(*) filter (where lower(processing_metadata ->> 'is_anchor') = 'true'),
+               count(*) filter (where current_bt_score is not null),
+               max(current_bt_se), stddev_samp(current_bt_score)
+        from cj_processed_essays group by cj_batch_id""",
+    "cj_comparison_pairs": """
+        select cj_batch_id, count(*),
+               count(*) filter (where winner in ('essay_a', 'essay_b')),
+               count(*) filter (where winner = 'error'),
+               count(*) filter (where winner is null),
+               max(completed_at)
+        from cj_comparison_pairs group by cj_batch_id""",
+    "grade_projections": """
+        select cj_batch_id, count(*), max(created_at)
+        from grade_projections group by cj_batch_id""",
+    "event_outbox": """
+        select aggregate_type, aggregate_id, count(*),
+               count(*) filter (where published_at is null),
+               max(event_data ->> 'correlation_id')
+        from event_outbox group by aggregate_type, aggregate_id""",
+}
+
+
+@dataclass
+class Interleaved:
+    """The refresh and the lower bound, run in turns so both see the same machine."""
+
+    refresh_seconds: list[float] = field(default_factory=list)
+    bound_seconds: list[float] = field(default_factory=list)
+    bound_by_table: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def refresh_median(self) -> float:
+        return statistics.median(self.refresh_seconds)
+
+    @property
+    def bound_median(self) -> float:
+        return statistics.median(self.bound_seconds)
+
+
+@dataclass(frozen=True)
+class Latencies:
+    seconds: list[float]
+
+    def percentile(self, p: float) -> float:
+        """Nearest-rank percentile (p in 0..100)."""
+        ordered = sorted(self.seconds)
+        rank = max(1, min(len(ordered), round(p / 100.0 * len(ordered) + 0.5)))
+        return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class ReaderWait:
+    max_seconds: float
+    reads_during_refresh: int
+    refresh_seconds: float
+    idle_max_seconds: float  # the same reader with no refresh running, for scale
+
+
+@dataclass(frozen=True)
+class FinalizerTiming:
+    cj_batch_id: int
+    essays: int
+    comparisons: int
+    seconds: float
+    bt_fit_seconds: float
+    outcome: str
+    step_seconds: dict[str, float]  # finalizer's phase-2 steps (its on_step hook), cumulative
+
+    @property
+    def bt_fit_share(self) -> float:
+        return self.bt_fit_seconds / self.seconds if self.seconds else 0.0
+
+
+def health_view() -> sql.Composed:
+    return sql.Identifier(monitoring_schema(), HEALTH_VIEW)
+
+
+def refresh_statement() -> sql.Composed:
+    return sql.SQL("refresh materialized view concurrently {}").format(health_view())
+
+
+def _timed(conn: psycopg.Connection, statement) -> float:
+    started = time.perf_counter()
+    conn.execute(statement)
+    return time.perf_counter() - started
+
+
+def _set_source_path(conn: psycopg.Connection) -> None:
+    conn.execute(
+        sql.SQL("set search_path to {}").format(sql.Identifier(source_schema_name()))
+    )
+
+
+def lower_bound_once(conn: psycopg.Connection) -> dict[str, float]:
+    """Each table's aggregate scan once; seconds per table."""
+    times = {}
+    for table, query in LOWER_BOUND_QUERIES.items():
+        statement = "explain (analyze, timing off, costs off) " + query
+        times[table] = _timed(conn, statement)
+    return times
+
+
+def refresh_and_bound(database: Database, repeat: int) -> Interleaved:
+    """`repeat` refreshes and `repeat` lower-bound passes, alternating, after one warm-up
+    of each (its times are dropped: the first pass reads the tables into the cache)."""
+    result = Interleaved(bound_by_table={table: [] for table in LOWER_BOUND_QUERIES})
+    with connect(database, autocommit=True) as conn:
+        _set_source_path(conn)
+        _timed(conn, refresh_statement())
+        lower_bound_once(conn)
+        for _ in range(repeat):
+            result.refresh_seconds.append(_timed(conn, refresh_statement()))
+            per_table = lower_bound_once(conn)
+            result.bound_seconds.append(sum(per_table.values()))
+            for table, seconds in per_table.items():
+                result.bound_by_table[table].append(seconds)
+    return result
+
+
+def stuck_alert_query() -> tuple[str, str]:
+    """The SQL that Grafana's stuck-finalization rule runs, macros expanded: (source, sql)."""
+    from cj_health import grafana_sql
+
+    path = grafana_sql.alert_rules_path()
+    if not path.exists():
+        raise CjHealthError(f"the Grafana alert rules are missing: {path}")
+    queries = grafana_sql.rule_queries(grafana_sql.load_yaml(path))
+    matching = [q for q in queries if q.source.startswith(f"rule {STUCK_RULE_UID} ")]
+    if not matching:
+        raise CjHealthError(f"no alert rule {STUCK_RULE_UID} in {path}")
+    now = datetime.now(UTC)
+    text = grafana_sql.expand_macros(
+        matching[0].raw_sql, time_from=now - timedelta(minutes=10), time_to=now
+    )
+    schema = monitoring_schema()
+    if schema != DEFAULT_MONITORING_SCHEMA:  # the rule file names the default schema
+        quoted = sql.Identifier(schema).as_string(None)
+        text = text.replace(f"{DEFAULT_MONITORING_SCHEMA}.", f"{quoted}.")
+    return matching[0].source, text
+
+
+def alert_query_latencies(database: Database, query: str, runs: int) -> Latencies:
+    """Run the alert query `runs` times on one connection (after 5 warm-up runs)."""
+    with connect(database, autocommit=True) as conn:
+        for _ in range(5):
+            conn.execute(query).fetchall()
+        seconds = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            conn.execute(query).fetchall()
+            seconds.append(time.perf_counter() - started)
+    return Latencies(seconds)
+
+
+def reader_wait(database: Database, idle_reads: int = 50) -> ReaderWait:
+    """A reader loops over the view on its own connection while another connection runs
+    REFRESH ... CONCURRENTLY; the longest single read is the wait a dashboard would see."""
+    reader_sql = sql.SQL(READER_SQL).format(health_view())
+    with connect(database, autocommit=True) as reader, connect(
+        database, autocommit=True
+    ) as refresher:
+        idle = []
+        for _ in range(idle_reads):
+            idle.append(_timed(reader, reader_sql))
+        done = threading.Event()
+        refresh_time: list[float] = []
+        failure: list[BaseException] = []
+
+        def refresh() -> None:
+            try:
+                refresh_time.append(_timed(refresher, refresh_statement()))
+            except BaseException as exc:  # re-raised in the main thread
+                failure.append(exc)
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=refresh, name="cj-bench-refresh")
+        waits = []
+        thread.start()
+        while not done.is_set():
+            waits.append(_timed(reader, reader_sql))
+        thread.join()
+        if failure:
+            raise failure[0]
+    return ReaderWait(
+        max_seconds=max(waits) if waits else 0.0,
+        reads_during_refresh=len(waits),
+        refresh_seconds=refresh_time[0],
+        idle_max_seconds=max(idle),
+    )
+
+
+def finalize_timing(database: Database, cj_batch_id: int) -> FinalizerTiming:
+    """Time BatchFinalizer.finalize_scoring on the batch, then time the BT fit alone on the
+    same essays and outcomes (read back from the service tables) in the same run."""
+    from python_fix import scoring
+    from python_fix.finalizer import BatchFinalizer
+
+    marks: dict[str, float] = {}
+    finalizer = BatchFinalizer(
+        database.url, on_step=lambda step: marks.setdefault(step, time.perf_counter())
+    )
+    started = time.perf_counter()
+    result = finalizer.finalize_scoring(cj_batch_id)
+    seconds = time.perf_counter() - started
+
+    with connect(database) as conn:
+        _set_source_path(conn)
+        essay_ids = [
+            row[0]
+            for row in conn.execute(
+                "select els_essay_id from cj_processed_essays where cj_batch_id = %s "
+                "order by els_essay_id",
+                (cj_batch_id,),
+            )
+        ]
+        outcomes = conn.execute(
+            "select case when winner = 'essay_a' then essay_a_els_id else essay_b_els_id end,"
+            " case when winner = 'essay_a' then essay_b_els_id else essay_a_els_id end"
+            " from cj_comparison_pairs where cj_batch_id = %s"
+            " and winner in ('essay_a', 'essay_b') order by id",
+            (cj_batch_id,),
+        ).fetchall()
+    fit_started = time.perf_counter()
+    scoring.fit_bradley_terry(essay_ids, [(w, lo) for w, lo in outcomes])
+    bt_fit_seconds = time.perf_counter() - fit_started
+    return FinalizerTiming(
+        cj_batch_id=cj_batch_id,
+        essays=len(essay_ids),
+        comparisons=len(outcomes),
+        seconds=seconds,
+        bt_fit_seconds=bt_fit_seconds,
+        outcome=result.outcome,
+        step_seconds={step: mark - started for step, mark in marks.items()},
+    )
+
+
+def explain_refresh_query(database: Database) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of the query behind the health view, for docs/performance.md
+    when a target is missed."""
+    with connect(database, autocommit=True) as conn:
+        definition = conn.execute(
+            "select definition from pg_matviews where schemaname = %s and matviewname = %s",
+            (monitoring_schema(), HEALTH_VIEW),
+        ).fetchone()
+        if definition is None:
+            raise CjHealthError(f"{monitoring_schema()}.{HEALTH_VIEW} does not exist")
+        rows = conn.execute(
+            "explain (analyze, buffers) " + definition[0].rstrip().rstrip(";")
+        ).fetchall()
+    return "\n".join(row[0] for row in rows)

@@ -1,0 +1,262 @@
+"""One `cj-health bench` run, on a database of its own.
+
+It creates `cj_bench_<random>` on the target server (CJ_DATABASE_URL's server, else the
+embedded one), applies the CJ schema, generates N batches, builds the dbt models, measures,
+writes the JSON report and drops the database (unless asked to keep it). The user's own
+database is never written to: it is only the place the CREATE DATABASE is sent from.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+
+from cj_health.bench import generate, measure, naive_peer, report
+from cj_health.db import Database, connect, resolve_database
+from cj_health.dbt_runner import run_dbt
+from cj_health.errors import CjHealthError
+from cj_health.paths import state_dir
+from cj_health.schema import init_schema
+
+DEFAULT_REPEAT = 5
+DEFAULT_ALERT_RUNS = 1000
+DEFAULT_PEER_SAMPLE = 10_000  # above this many batches the peer runs on an even sample
+FINALIZER_ESSAYS = 200
+FINALIZER_COMPARISONS = 4000
+BENCH_DB_PREFIX = "cj_bench_"
+SETTINGS_SHOWN = ("shared_buffers", "work_mem", "max_parallel_workers_per_gather", "jit")
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    batches: int
+    repeat: int = DEFAULT_REPEAT
+    out: Path | None = None
+    keep: bool = False
+    alert_runs: int = DEFAULT_ALERT_RUNS
+    peer_sample: int | None = DEFAULT_PEER_SAMPLE  # None: every batch
+    explain: bool = False  # also write EXPLAIN (ANALYZE, BUFFERS) of the view's query
+
+    def validate(self) -> None:
+        if self.batches < 1:
+            raise CjHealthError("--batches must be at least 1")
+        if self.repeat < 1:
+            raise CjHealthError("--repeat must be at least 1")
+        if self.alert_runs < 1:
+            raise CjHealthError("--alert-runs must be at least 1")
+        if self.peer_sample is not None and self.peer_sample < 1:
+            raise CjHealthError("--peer-sample must be at least 1 (0 means every batch)")
+
+    @property
+    def out_path(self) -> Path:
+        return self.out or default_out_path(self.batches)
+
+
+def default_out_path(batches: int) -> Path:
+    return state_dir() / "bench" / f"bench-{batches}.json"
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def progress_printer(what: str, log: Log) -> Callable[[int, int], None]:
+    """`what done/total` lines; on a terminal they overwrite each other."""
+    tty = sys.stderr.isatty()
+
+    def show(done: int, total: int) -> None:
+        text = f"  {what} {done}/{total}"
+        if tty:
+            end = "\n" if done >= total else ""
+            print("\r" + text, end=end, file=sys.stderr, flush=True)
+        else:
+            log(text)
+
+    return show
+
+
+def create_bench_database(server: Database) -> Database:
+    name = f"{BENCH_DB_PREFIX}{uuid.uuid4().hex[:10]}"
+    with connect(server, autocommit=True) as conn:
+        try:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        except Exception as exc:  # psycopg.Error: privilege missing, server read-only, ...
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CjHealthError(
+                f"cannot create the benchmark database on {server.display}: {first}"
+            ) from None
+    return server.with_dbname(name)
+
+
+def drop_bench_database(server: Database, bench: Database) -> None:
+    if not bench.dbname.startswith(BENCH_DB_PREFIX):  # never drop anything else
+        raise CjHealthError(f"refusing to drop {bench.dbname}: not a benchmark database")
+    with connect(server, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(
+                sql.Identifier(bench.dbname)
+            )
+        )
+
+
+def build_models(database: Database) -> None:
+    """dbt seed + run (no tests: the faulty batches would fail them, as they should)."""
+    for args in (["seed"], ["run"]):
+        result = run_dbt(database, args)
+        if not result.ok:
+            tail = " | ".join(line for line in result.output.splitlines()[-5:] if line.strip())
+            raise CjHealthError(f"dbt {args[0]} failed on {database.display}: {tail}")
+
+
+def run_bench(
+    options: BenchOptions, *, server: Database | None = None, log: Log = _stderr
+) -> dict[str, Any]:
+    """The whole run; returns the report (also written to options.out_path)."""
+    options.validate()
+    server = server or resolve_database()
+    bench = create_bench_database(server)
+    log(f"cj-health bench: database {bench.display}")
+    try:
+        result = _run_in(bench, options, log)
+    finally:
+        if options.keep:
+            log(f"kept the benchmark database {bench.dbname}")
+        else:
+            drop_bench_database(server, bench)
+    report.write_json(result, options.out_path)
+    log(f"wrote {options.out_path}")
+    return result
+
+
+def _run_in(bench: Database, options: BenchOptions, log: Log) -> dict[str, Any]:
+    init_schema(bench)
+    log(f"generating {options.batches} batches")
+    summary = generate.generate(
+        bench, options.batches, progress=progress_printer("batches", log)
+    )
+    log(f"  {summary.essays} essays, {summary.comparison_pairs} pairs in {summary.seconds:.1f} s")
+    log("building the dbt models")
+    build_models(bench)
+
+    log(f"refresh and lower bound, {options.repeat} runs each")
+    timed = measure.refresh_and_bound(bench, options.repeat)
+
+    ids = list(range(1, options.batches + 1))
+    sample = naive_peer.sample_batch_ids(ids, options.peer_sample)
+    log(f"naive peer over {len(sample)} batches")
+    peer = naive_peer.run_peer(bench, sample, progress=progress_printer("inspected", log))
+    extrapolated = len(sample) < len(ids)
+    peer_seconds = peer.seconds * len(ids) / len(sample)
+
+    rule_source, alert_sql = measure.stuck_alert_query()
+    log(f"alert query ({rule_source}), {options.alert_runs} runs")
+    alerts = measure.alert_query_latencies(bench, alert_sql, options.alert_runs)
+
+    log("reader wait during a concurrent refresh")
+    wait = measure.reader_wait(bench)
+
+    explain_text = measure.explain_refresh_query(bench) if options.explain else None
+
+    log(f"finalize_scoring: {FINALIZER_ESSAYS} essays, {FINALIZER_COMPARISONS} comparisons")
+    batch_id = generate.add_finalization_batch(
+        bench, essays=FINALIZER_ESSAYS, comparisons=FINALIZER_COMPARISONS
+    )
+    final = measure.finalize_timing(bench, batch_id)
+
+    machine = _machine(bench)
+    refresh_median = timed.refresh_median
+    figures = {
+        "refresh": {
+            "runs": len(timed.refresh_seconds),
+            "runs_ms": _ms_list(timed.refresh_seconds),
+            "median_ms": refresh_median * 1000.0,
+            "per_batch_us": refresh_median * 1e6 / options.batches,
+        },
+        "lower_bound": {
+            "runs_ms": _ms_list(timed.bound_seconds),
+            "median_ms": timed.bound_median * 1000.0,
+            "median_ms_by_table": {
+                table: statistics.median(values) * 1000.0
+                for table, values in timed.bound_by_table.items()
+            },
+        },
+        "naive_peer": {
+            "queries_per_batch": naive_peer.QUERIES_PER_BATCH,
+            "batches_run": peer.batches,
+            "queries_run": peer.queries,
+            "seconds_run": peer.seconds,
+            "extrapolated": extrapolated,
+            "seconds": peer_seconds,
+            "per_batch_ms": peer.per_batch_ms,
+        },
+        "alert_query": {
+            "rule": rule_source,
+            "sql": alert_sql,
+            "runs": len(alerts.seconds),
+            "p50_ms": alerts.percentile(50) * 1000.0,
+            "p99_ms": alerts.percentile(99) * 1000.0,
+            "max_ms": max(alerts.seconds) * 1000.0,
+        },
+        "reader_wait": {
+            "max_ms": wait.max_seconds * 1000.0,
+            "reads_during_refresh": wait.reads_during_refresh,
+            "refresh_ms": wait.refresh_seconds * 1000.0,
+            "idle_max_ms": wait.idle_max_seconds * 1000.0,
+        },
+        "finalize_scoring": {
+            "cj_batch_id": final.cj_batch_id,
+            "essays": final.essays,
+            "comparisons": final.comparisons,
+            "outcome": final.outcome,
+            "seconds": final.seconds,
+            "bt_fit_seconds": final.bt_fit_seconds,
+            "bt_fit_share": final.bt_fit_share,
+            "step_seconds": final.step_seconds,
+        },
+    }
+    ratios = {
+        "refresh_over_lower_bound": refresh_median / timed.bound_median,
+        "naive_peer_over_refresh": peer_seconds / refresh_median,
+    }
+    target_values = {
+        **ratios,
+        "alert_query_p99_ms": figures["alert_query"]["p99_ms"],
+        "reader_wait_max_ms": figures["reader_wait"]["max_ms"],
+        "finalize_scoring_s": final.seconds,
+    }
+    result = {
+        "schema_version": report.SCHEMA_VERSION,
+        "batches": options.batches,
+        "repeat": options.repeat,
+        "machine": machine,
+        "generated": summary.as_dict(),
+        "figures": figures,
+        "ratios": ratios,
+        "targets": report.evaluate_targets(options.batches, target_values),
+    }
+    if explain_text is not None:
+        result["explain_refresh_query"] = explain_text
+    return result
+
+
+def _ms_list(seconds: list[float]) -> list[float]:
+    return [round(s * 1000.0, 3) for s in seconds]
+
+
+def _machine(database: Database) -> dict[str, Any]:
+    with connect(database, autocommit=True) as conn:
+        version = conn.execute("show server_version").fetchone()[0]
+        settings = {
+            name: conn.execute(sql.SQL("show {}").format(sql.Identifier(name))).fetchone()[0]
+            for name in SETTINGS_SHOWN
+        }
+    return report.machine_facts(version, settings, database.embedded)
