@@ -33,6 +33,7 @@ import psycopg
 from psycopg.types.json import Json
 
 from python_fix import scoring
+from python_fix.grade_scales import GRADE_SCALES, GradeScale
 
 SOURCE_SERVICE = "cj_assessment_service"
 SCHEMA_VERSION = 1
@@ -96,7 +97,7 @@ class _Essay:
 class _AnchorPlan:
     """The anchors of a batch with their grades and the one scale they share."""
 
-    scale: scoring.GradeScale | None
+    scale: GradeScale | None
     grades: dict[str, str]
 
 
@@ -122,9 +123,7 @@ class BatchFinalizer:
 
     def finalize_scoring(self, cj_batch_id: int) -> FinalizationResult:
         result = FinalizationResult(cj_batch_id=cj_batch_id, outcome="")
-        with psycopg.connect(
-            self._dsn, autocommit=True, application_name="cj-finalizer"
-        ) as conn:
+        with psycopg.connect(self._dsn, autocommit=True, application_name="cj-finalizer") as conn:
             with conn.transaction():
                 batch = _lock_batch(conn, cj_batch_id)
                 if batch.state == "COMPLETED":
@@ -252,8 +251,7 @@ def _check_guard(conn: psycopg.Connection, batch: _Batch) -> _AnchorPlan:
         raise FinalizationRefused(f"CJ batch {batch.id} is {batch.state}; it cannot be finalized")
     if batch.state not in ("WAITING_CALLBACKS", "SCORING"):
         raise FinalizationRefused(
-            f"CJ batch {batch.id} is {batch.state}; finalization needs WAITING_CALLBACKS or "
-            "SCORING"
+            f"CJ batch {batch.id} is {batch.state}; finalization needs WAITING_CALLBACKS or SCORING"
         )
     references = _registered_anchor_references(conn, batch.assignment_id)
     anchors = [essay for essay in _load_essays(conn, batch.id) if essay.is_anchor]
@@ -304,7 +302,7 @@ def _anchor_plan(
             f"CJ batch {batch.id}: anchors mix grade scales {sorted(scale_names)}"
         )
     scale_name = scale_names.pop()
-    scale = scoring.GRADE_SCALES.get(scale_name)
+    scale = GRADE_SCALES.get(scale_name)
     if scale is None:
         raise FinalizationRefused(f"CJ batch {batch.id}: unknown grade scale {scale_name!r}")
     unknown = sorted({grade for grade in grades.values() if grade not in scale.grades})

@@ -80,9 +80,7 @@ def create_or_update_cj_processed_essay(
     if has_flag:
         incoming[ANCHOR_FLAG_KEY] = parse_anchor_flag(els_essay_id, incoming[ANCHOR_FLAG_KEY])
 
-    batch = conn.execute(
-        "select 1 from cj_batch_uploads where id = %s", (cj_batch_id,)
-    ).fetchone()
+    batch = conn.execute("select 1 from cj_batch_uploads where id = %s", (cj_batch_id,)).fetchone()
     if batch is None:
         raise ValueError(f"essay {els_essay_id}: CJ batch {cj_batch_id} does not exist")
 

@@ -24,33 +24,14 @@ from dataclasses import dataclass
 import choix
 import numpy as np
 
+from python_fix.grade_scales import GradeScale
+
 BT_ALPHA = 0.01
 SE_CAP = 2.0
 MIN_ANCHORS_FOR_EMPIRICAL_MEAN = 3
 CONFIDENCE_HIGH = 0.7
 CONFIDENCE_MID = 0.4
 MIN_GRADE_GAP = 1e-3
-
-
-@dataclass(frozen=True)
-class GradeScale:
-    """A grade scale: grades ordered lowest to highest, and the grade below the lowest anchor."""
-
-    name: str
-    grades: tuple[str, ...]
-    below_lowest_grade: str | None = None
-
-    def prior(self, grade: str) -> float:
-        """Uniform priors over the scale's grades and its below-lowest grade."""
-        return 1.0 / (len(self.grades) + (1 if self.below_lowest_grade else 0))
-
-
-ENG5_SCALE = GradeScale(
-    name="eng5_np_legacy_9_step",
-    grades=("F+", "E-", "E+", "D-", "D+", "C-", "C+", "B", "A"),
-    below_lowest_grade="F",
-)
-GRADE_SCALES: dict[str, GradeScale] = {ENG5_SCALE.name: ENG5_SCALE}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,107 @@
+"""`cj-health eng5 reset|register-anchors|execute`: the ENG5 dev runner (cj_health.eng5).
+
+`replay-incident` (the fault catalogue, cj_health.faults) registers its parser in
+`register()` below, at the marked hook; its handler lives in its own function in this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cj_health.db import resolve_database
+from cj_health.eng5.anchors import DEV_ASSIGNMENT_ID, DEV_COURSE_ID
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    eng5 = subparsers.add_parser(
+        "eng5", help="ENG5 dev runner: reset, register anchors, execute a batch end to end"
+    )
+    actions = eng5.add_subparsers(dest="eng5_command", required=True, metavar="ACTION")
+
+    reset = actions.add_parser(
+        "reset",
+        help="empty the CJ tables of a dev/test database (refuses anywhere else, exit 3)",
+        description="Empty the CJ tables, or drop and recreate them with --drop. Allowed on "
+        "the embedded server, on databases named *_dev or *_test, or with CJ_ENVIRONMENT=dev|"
+        "test; always refused with CJ_ENVIRONMENT=staging|production.",
+    )
+    reset.add_argument(
+        "--drop", action="store_true", help="drop and recreate the tables instead of emptying"
+    )
+    reset.set_defaults(handler=cmd_reset)
+
+    anchors = actions.add_parser(
+        "register-anchors", help="upsert the 12 ENG5 anchor references for an assignment"
+    )
+    anchors.add_argument("--assignment-id", default=DEV_ASSIGNMENT_ID)
+    anchors.set_defaults(handler=cmd_register_anchors)
+
+    execute = actions.add_parser(
+        "execute",
+        help="create one ENG5 batch end to end (mock LLM judge) and finalize it",
+        description="Create a batch through python_fix: the upload, 12 anchors and generated "
+        "students, comparisons judged by a seeded mock LLM judge, the callbacks, then "
+        "BatchFinalizer.finalize_scoring. Writes assessment_run.execute.json.",
+    )
+    execute.add_argument("--assignment-id", default=DEV_ASSIGNMENT_ID)
+    execute.add_argument("--course-id", default=DEV_COURSE_ID)
+    execute.add_argument(
+        "--batch-id", dest="bos_batch_id", help="the BOS batch id (default: a new uuid)"
+    )
+    execute.add_argument(
+        "--students", type=int, default=12, help="student essays to generate (default 12)"
+    )
+    execute.add_argument(
+        "--max-comparisons",
+        type=int,
+        help="comparison budget (default: 12 per essay, at most every distinct pair)",
+    )
+    execute.add_argument(
+        "--seed", type=int, default=0, help="seeds essay qualities and judge noise (default 0)"
+    )
+    execute.add_argument(
+        "--out-dir",
+        type=Path,
+        help="artefact folder (default .cj-health/runs/<bos batch id>/)",
+    )
+    execute.set_defaults(handler=cmd_execute)
+
+    # Hook: `replay-incident [FAULT]` (cj_health.faults) adds its parser to `actions` here.
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    from cj_health.eng5.reset import reset
+
+    print(reset(resolve_database(), drop=args.drop).summary())
+    return 0
+
+
+def cmd_register_anchors(args: argparse.Namespace) -> int:
+    from cj_health.eng5.anchors import GRADE_SCALE, register_anchors
+
+    database = resolve_database()
+    count = register_anchors(database, args.assignment_id)
+    print(
+        f"{database.display}: {count} ENG5 anchors ({GRADE_SCALE}) registered for assignment "
+        f"{args.assignment_id}"
+    )
+    return 0
+
+
+def cmd_execute(args: argparse.Namespace) -> int:
+    from cj_health.eng5.runner import execute_batch
+
+    result = execute_batch(
+        resolve_database(),
+        assignment_id=args.assignment_id,
+        course_id=args.course_id,
+        bos_batch_id=args.bos_batch_id,
+        students=args.students,
+        max_comparisons=args.max_comparisons,
+        seed=args.seed,
+        out_dir=args.out_dir,
+        progress=lambda line: print(line, flush=True),
+    )
+    print("\n".join(result.summary_lines()))
+    return 0
