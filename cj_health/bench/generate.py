@@ -136,6 +136,7 @@ class GenerationSummary:
     grade_projections: int = 0
     outbox_events: int = 0
     profiles: Counter = field(default_factory=Counter)
+    faulty_batch_ids: dict[str, list[int]] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -152,6 +153,7 @@ class GenerationSummary:
             "outbox_events": self.outbox_events,
             "faulty_batches": self.faulty_batches,
             "batches_by_profile": dict(sorted(self.profiles.items())),
+            "faulty_batch_ids": {name: ids for name, ids in sorted(self.faulty_batch_ids.items())},
             "seconds": round(self.seconds, 3),
         }
 
@@ -244,8 +246,8 @@ select s.cj_batch_id, s.idx, s.is_anchor_essay, s.anchor_slot, s.anchor_ref_id,
            else md5('essay:' || s.cj_batch_id || ':' || s.idx)::uuid::text
        end as els_essay_id,
        case when s.is_anchor_essay
-           then (s.anchor_slot - 5.5) / 3.0
-           else sqrt(-2 * ln(pg_temp.bench_unit(s.cj_batch_id || ':' || s.idx, 5)))
+           then (s.anchor_slot - 5.5) / 2.0
+           else 1.5 * sqrt(-2 * ln(pg_temp.bench_unit(s.cj_batch_id || ':' || s.idx, 5)))
                * cos(2 * pi() * pg_temp.bench_unit(s.cj_batch_id || ':' || s.idx, 6))
        end as quality
 from slots as s
@@ -308,7 +310,7 @@ select e.els_essay_id, e.cj_batch_id, 'text-' || left(md5(e.els_essay_id), 16),
        'Generated essay ' || e.idx || ' of batch ' || e.cj_batch_id || '.',
        case when b.scored and b.reliable then round(e.quality::numeric, 4)::double precision
            when b.scored then round(0.2 * e.quality::numeric, 4)::double precision end,
-       case when b.scored and b.reliable then 0.35 when b.scored then 2.0 end,
+       case when b.scored and b.reliable then 0.2 when b.scored then 2.0 end,
        coalesce(c.n, 0),
        e.is_anchor_essay and b.anchor_flags_kept,
        b.created_at, b.last_activity_at,
@@ -375,7 +377,7 @@ with projected as (
 graded as (
     select p.els_essay_id, p.cj_batch_id, b.finished_at,
            (%(student_grades)s::text[])[
-               least(9, greatest(0, floor((p.quality + 2.0) / 0.4)::integer)) + 1
+               least(9, greatest(0, floor((p.quality + 3.0) / 0.6)::integer)) + 1
            ] as primary_grade,
            0.25 + 0.7 * pg_temp.bench_unit(p.els_essay_id, 11) as confidence,
            p.quality
@@ -387,7 +389,7 @@ select g.els_essay_id, g.cj_batch_id, g.primary_grade, %(scale)s, g.confidence,
            else 'LOW' end,
        json_build_object('method', 'bradley_terry', 'source', 'cj-health bench'),
        0.1, g.finished_at, 'cj_assessment', 'simulated-judge', 'cj-health bench',
-       (g.quality + 3.0) / 6.0
+       least(1.0, greatest(0.0, (g.quality + 4.5) / 9.0))
 from graded as g
 order by g.cj_batch_id, g.els_essay_id
 """
@@ -424,7 +426,10 @@ order by e.cj_batch_id, e.topic
 """
 
 CHUNK_TALLY_SQL = """
-select name, count(*)::integer from bench_batch_plan group by name
+select name, count(*)::integer,
+       array_agg(cj_batch_id order by cj_batch_id) filter (where name = any(%(faults)s::text[]))
+from bench_batch_plan
+group by name
 """
 
 COUNTS_SQL = """
@@ -469,6 +474,7 @@ def _prepare_session(conn: psycopg.Connection) -> None:
 
 def _generate_chunk(
     conn: psycopg.Connection,
+    summary: GenerationSummary,
     first: int,
     last: int,
     total: int,
@@ -477,14 +483,14 @@ def _generate_chunk(
     anchors: int | None = None,
     pairs: int | None = None,
     profile: str | None = None,
-) -> Counter:
-    """Generate batches first..last in one transaction; return batches per profile."""
+) -> None:
+    """Generate batches first..last in one transaction; tally them in `summary`."""
     params = {
         "first": first, "last": last, "total": total, "essays": essays, "anchors": anchors,
         "pairs": pairs, "profile": profile, "assignments": ASSIGNMENTS,
         "pairs_per_essay": PAIRS_PER_ESSAY, "grades": list(ANCHOR_GRADES),
         "student_grades": list(STUDENT_GRADES), "scale": GRADE_SCALE,
-        "thin": THIN_EVENT_TYPE, "rich": RICH_EVENT_TYPE,
+        "thin": THIN_EVENT_TYPE, "rich": RICH_EVENT_TYPE, "faults": list(FAULT_NAMES),
     }
     with conn.transaction():
         for statement in (PLAN_BATCHES_SQL, PLAN_ESSAYS_SQL, PLAN_PAIRS_SQL):
@@ -495,8 +501,10 @@ def _generate_chunk(
             INSERT_PROJECTIONS_SQL, INSERT_EVENTS_SQL,
         ):
             conn.execute(statement, params)
-        tally = Counter(dict(conn.execute(CHUNK_TALLY_SQL).fetchall()))
-    return tally
+        for name, count, faulty_ids in conn.execute(CHUNK_TALLY_SQL, params).fetchall():
+            summary.profiles[name] += count
+            if faulty_ids:
+                summary.faulty_batch_ids.setdefault(name, []).extend(faulty_ids)
 
 
 def generate(
@@ -526,7 +534,7 @@ def generate(
             )
         for first in range(1, batches + 1, chunk_batches):
             last = min(first + chunk_batches - 1, batches)
-            summary.profiles += _generate_chunk(conn, first, last, batches)
+            _generate_chunk(conn, summary, first, last, batches)
             if progress:
                 progress(last, batches)
         conn.execute(SEQUENCES_SQL)
@@ -547,8 +555,8 @@ def add_finalization_batch(database: Database, *, essays: int, comparisons: int)
             "select coalesce(max(id), 0) + 1 from cj_batch_uploads"
         ).fetchone()[0]
         _generate_chunk(
-            conn, cj_batch_id, cj_batch_id, cj_batch_id, essays=essays, anchors=12,
-            pairs=comparisons, profile=FINALIZATION_PROFILE,
+            conn, GenerationSummary(), cj_batch_id, cj_batch_id, cj_batch_id, essays=essays,
+            anchors=12, pairs=comparisons, profile=FINALIZATION_PROFILE,
         )
         conn.execute(SEQUENCES_SQL)
     return cj_batch_id

@@ -14,6 +14,7 @@ figure. No figure here is asserted anywhere: speed lives only in the report.
 
 from __future__ import annotations
 
+import math
 import statistics
 import threading
 import time
@@ -93,7 +94,7 @@ class Latencies:
     def percentile(self, p: float) -> float:
         """Nearest-rank percentile (p in 0..100)."""
         ordered = sorted(self.seconds)
-        rank = max(1, min(len(ordered), round(p / 100.0 * len(ordered) + 0.5)))
+        rank = max(1, min(len(ordered), math.ceil(p / 100.0 * len(ordered))))
         return ordered[rank - 1]
 
 
