@@ -39,6 +39,7 @@ SOURCE_SERVICE = "cj_assessment_service"
 SCHEMA_VERSION = 1
 THIN_EVENT_TYPE = "huleedu.cj_assessment.completed.v1"
 RICH_EVENT_TYPE = "huleedu.assessment.result.published.v1"
+PHASE1_DONE = "phase1_committed"
 PHASE2_STEPS = ("scores", "projections", "upload_status", "events", "state")
 MIN_STUDENT_ESSAYS = 2
 
@@ -104,8 +105,9 @@ class _AnchorPlan:
 class BatchFinalizer:
     """Finalizes CJ batches on the database at `dsn` (a libpq URL or conninfo string).
 
-    `fail_at` (tests only) names a phase-2 step in PHASE2_STEPS; the finalizer raises
-    InjectedFailure right after that step, before the commit.
+    Test seams: `fail_at` names a phase-2 step in PHASE2_STEPS; the finalizer raises
+    InjectedFailure right after that step, before the commit. `on_step` is called with
+    PHASE1_DONE once phase 1 has committed, then with each phase-2 step name as it finishes.
     """
 
     def __init__(
@@ -132,6 +134,8 @@ class BatchFinalizer:
                 if batch.state == "WAITING_CALLBACKS":
                     _set_state(conn, batch.id, "SCORING")
                     result.transitions.append("WAITING_CALLBACKS->SCORING")
+            if self._on_step is not None:
+                self._on_step(PHASE1_DONE)
             with conn.transaction():
                 batch = _lock_batch(conn, cj_batch_id)
                 if batch.state == "COMPLETED":

@@ -23,6 +23,7 @@ from cj_health.eng5.runner import ExecuteResult, execute_batch
 from cj_health.schema import SERVICE_TABLES
 from python_fix import scoring
 from python_fix.finalizer import (
+    PHASE1_DONE,
     PHASE2_STEPS,
     RICH_EVENT_TYPE,
     THIN_EVENT_TYPE,
@@ -108,7 +109,7 @@ def test_state_goes_to_scoring_first_and_to_completed_after_the_events(cj_db, ba
 
     result = BatchFinalizer(cj_db.url, on_step=observe).finalize_scoring(batch.cj_batch_id)
 
-    assert [step for step, _, _ in seen] == list(PHASE2_STEPS)
+    assert [step for step, _, _ in seen] == [PHASE1_DONE, *PHASE2_STEPS]
     assert PHASE2_STEPS.index("events") < PHASE2_STEPS.index("state")
     # Phase 1 is committed before scoring starts: monitoring sees SCORING throughout phase 2,
     # and none of phase 2 until its single commit.
@@ -392,6 +393,34 @@ def test_a_finalizer_waits_for_a_running_one_instead_of_duplicating(cj_db, batch
         outcomes = [first.result(timeout=120).outcome, second.result(timeout=120).outcome]
     assert outcomes == ["completed", "already_completed"]
     _assert_finalized_once(cj_db, batch, outcomes)
+
+
+def test_phase2_rechecks_the_state_after_another_finalizer_finished(cj_db, batch):
+    """The first finalizer pauses between its phases; a second one runs to the end meanwhile.
+    The first must then find COMPLETED under its phase-2 lock and write nothing."""
+    between_phases = threading.Event()
+    release = threading.Event()
+
+    def pause_after_phase1(step: str) -> None:
+        if step == PHASE1_DONE:
+            between_phases.set()
+            release.wait(timeout=120)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(
+            BatchFinalizer(cj_db.url, on_step=pause_after_phase1).finalize_scoring,
+            batch.cj_batch_id,
+        )
+        assert between_phases.wait(timeout=120)
+        try:
+            second = BatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
+        finally:
+            release.set()
+        first_result = first.result(timeout=120)
+    assert second.outcome == "completed" and second.transitions == ["SCORING->COMPLETED"]
+    assert first_result.outcome == "already_completed"
+    assert first_result.transitions == ["WAITING_CALLBACKS->SCORING"]
+    _assert_finalized_once(cj_db, batch, [first_result.outcome, second.outcome])
 
 
 # --- the guard ----------------------------------------------------------------------------
