@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     execute.add_argument(
         "--max-comparisons",
         type=int,
-        help="comparison budget (default: 12 per essay, at most every distinct pair)",
+        help="comparison budget (default: 20 per essay, at most every distinct pair)",
     )
     execute.add_argument(
         "--seed", type=int, default=0, help="seeds essay qualities and judge noise (default 0)"
@@ -68,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     execute.set_defaults(handler=cmd_execute)
 
     # Hook: `replay-incident [FAULT]` (cj_health.faults) adds its parser to `actions` here.
+    register_replay_incident(actions)
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
@@ -103,5 +104,34 @@ def cmd_execute(args: argparse.Namespace) -> int:
         out_dir=args.out_dir,
         progress=lambda line: print(line, flush=True),
     )
+    print("\n".join(result.summary_lines()))
+    return 0
+
+
+# --- replay-incident (helper-3: cj_health.faults, cj_health.replay) ---------------------
+
+def register_replay_incident(actions: argparse._SubParsersAction) -> None:
+    from cj_health.faults import FAULTS  # plain SQL functions: cheap to import
+    replay = actions.add_parser(
+        "replay-incident",
+        help="add a batch broken the way a catalogued fault breaks it (default: Batch 20)",
+        description="Add one batch broken like a fault of the catalogue (cj_health.faults), "
+        "so the monitoring fires. The default, batch20_wedge, replays the Batch 20 incident "
+        "with its counts: COMPLETE_STABLE + WAITING_CALLBACKS, 5/5 comparisons, no "
+        "projections, 18 essays of which 15 anchors by metadata with every is_anchor false. "
+        "Other faults execute a healthy ENG5 batch and break it.",
+    )
+    replay.add_argument(
+        "fault", nargs="?", default="batch20_wedge", choices=list(FAULTS), metavar="FAULT",
+        help="one of: " + ", ".join(FAULTS) + " (default batch20_wedge)",
+    )
+    replay.add_argument("--seed", type=int, default=0, help="seeds the generated essays")
+    replay.set_defaults(handler=cmd_replay_incident)
+
+
+def cmd_replay_incident(args: argparse.Namespace) -> int:
+    from cj_health.replay import replay_incident
+
+    result = replay_incident(resolve_database(), args.fault, seed=args.seed)
     print("\n".join(result.summary_lines()))
     return 0
