@@ -43,6 +43,7 @@ from cj_health.eng5.judge import JUDGE_MODEL, JUDGE_PROVIDER, MockJudge
 from cj_health.errors import BatchNotFound, CjHealthError, Refused
 from cj_health.paths import state_dir
 from python_fix.finalizer import (
+    OUTCOME_COMPLETED,
     BatchFinalizer,
     BatchNotFoundError,
     FinalizationError,
@@ -435,7 +436,7 @@ def _read_outcome(database: Database, result: ExecuteResult, essays: list[Genera
         )
     student_rows = [row for row in result.essays if row["role"] == ROLE_STUDENT]
     result.projections = sum(row["projected_grade"] is not None for row in student_rows)
-    if result.finalization is not None:
+    if result.finalization is not None and result.finalization.outcome == OUTCOME_COMPLETED:
         result.agreement_exact, result.agreement_adjacent = agreement(
             [(row["hidden_grade"], row["projected_grade"]) for row in student_rows]
         )

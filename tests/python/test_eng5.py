@@ -26,12 +26,12 @@ from cj_health.eng5.runner import (
 from cj_health.errors import EXIT_REFUSED, CjHealthError, Refused
 from cj_health.schema import SERVICE_TABLES
 
-# Measured for the default 12 students, seed 0 (see the coordinator report): exact 0.67,
-# adjacent 0.92; over seeds 0-9 exact 0.50-0.75 and adjacent 0.92-1.00. Chance is ~0.10
-# exact and ~0.28 adjacent on the 10-step scale.
+# Measured for the default 12 students and 20 comparisons per essay: seed 0 gives exact 0.67
+# and adjacent 1.00; seeds 0-9 give exact 0.50-0.83 and adjacent 1.00. Chance is about 0.10
+# exact and 0.28 adjacent on the 10-step scale (F + 9 ENG5 grades).
 AGREEMENT_SEED = 0
 EXACT_FLOOR = 0.40
-ADJACENT_FLOOR = 0.75
+ADJACENT_FLOOR = 0.80
 
 
 def _snapshot(database: Database) -> dict[str, str]:
@@ -316,6 +316,15 @@ def test_execute_without_finalize_leaves_the_batch_waiting(cj_db, tmp_path):
         )
         == 25
     )
+
+
+def test_execute_with_one_student_takes_the_insufficient_essays_path(cj_db, tmp_path):
+    result = execute_batch(cj_db, students=1, max_comparisons=30, out_dir=tmp_path)
+    assert (result.upload_status, result.state) == ("COMPLETE_INSUFFICIENT_ESSAYS", "COMPLETED")
+    assert result.finalization.outcome == "insufficient_essays"
+    assert result.projections == 0
+    assert result.agreement_exact is None and result.agreement_adjacent is None
+    assert not any("agreement" in line for line in result.summary_lines())
 
 
 def test_the_artefact_holds_ids_counts_and_grades_but_no_text(cj_db, tmp_path):
