@@ -396,6 +396,11 @@ def _finalize(database: Database, cj_batch_id: int) -> FinalizationResult:
         raise Refused(str(exc)) from None
     except FinalizationError as exc:
         raise CjHealthError(str(exc)) from None
+    except psycopg.Error as exc:  # the batch stays in SCORING; a rerun of the finalizer ends it
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CjHealthError(
+            f"finalizing CJ batch {cj_batch_id} on {database.display} failed: {first_line}"
+        ) from None
 
 
 def _read_outcome(database: Database, result: ExecuteResult, essays: list[GeneratedEssay]):

@@ -393,6 +393,24 @@ def test_execute_refuses_a_bos_batch_id_that_exists(cj_db, tmp_path):
     assert _snapshot(cj_db) == before
 
 
+def test_a_failed_finalization_is_one_line_and_leaves_the_batch_scoring(cj_db, tmp_path):
+    bos_batch_id = str(uuid.uuid4())
+    with connect(cj_db) as conn:  # an unpublished completion event already queued for it
+        conn.execute(
+            "insert into event_outbox (aggregate_id, aggregate_type, event_type, event_data, "
+            "topic) values (%s, 'cj_batch', 'huleedu.cj_assessment.completed.v1', '{}', "
+            "'huleedu.cj_assessment.completed.v1')",
+            (bos_batch_id,),
+        )
+    with pytest.raises(CjHealthError, match="finalizing CJ batch 1 .* failed: duplicate key"):
+        execute_batch(
+            cj_db, bos_batch_id=bos_batch_id, students=2, max_comparisons=10, out_dir=tmp_path
+        )
+    state = _rows(cj_db, "select state::text from cj_batch_states where batch_id = 1")
+    assert state == [("SCORING",)]
+    assert _count(cj_db, "select count(*) from grade_projections") == 0
+
+
 def test_execute_needs_the_schema(empty_db, tmp_path):
     with pytest.raises(CjHealthError, match="cj-health db init"):
         execute_batch(empty_db, out_dir=tmp_path)

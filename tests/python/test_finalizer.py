@@ -15,6 +15,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -249,6 +250,30 @@ def test_a_failure_at_any_phase2_step_leaves_the_batch_scoring_and_a_rerun_finis
         6,
         2,
     )
+
+
+def test_a_real_database_error_in_phase2_rolls_everything_back(cj_db, batch):
+    """An unpublished event already queued for this BOS batch makes the outbox insert fail
+    (unique index); once it is published, a rerun completes the batch."""
+    with connect(cj_db) as conn:
+        conn.execute(
+            "insert into event_outbox (aggregate_id, aggregate_type, event_type, event_data, "
+            "topic) values (%s, 'cj_batch', %s, '{}', %s)",
+            (batch.bos_batch_id, THIN_EVENT_TYPE, THIN_EVENT_TYPE),
+        )
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        BatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
+    facts = _batch_facts(cj_db, batch.cj_batch_id)
+    assert (facts["state"], facts["status"], facts["projections"], facts["events"]) == (
+        "SCORING",
+        "PERFORMING_COMPARISONS",
+        0,
+        1,
+    )
+    with connect(cj_db) as conn:
+        conn.execute("update event_outbox set published_at = now()")
+    assert BatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id).outcome == "completed"
+    assert _batch_facts(cj_db, batch.cj_batch_id)["events"] == 3
 
 
 @pytest.mark.parametrize("step", ["upload_status", "events", "state"])
