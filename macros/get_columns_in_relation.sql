@@ -1,0 +1,25 @@
+{#- dbt-postgres's get_columns_in_relation, with array columns typed as what they are
+    (`text[]`) instead of information_schema's bare `ARRAY`, which is no type to cast to: dbt
+    unit tests cast their expected rows to these types, and `issues` is a text[]. -#}
+{% macro postgres__get_columns_in_relation(relation) -%}
+    {% call statement('get_columns_in_relation', fetch_result=True) %}
+        select
+            column_name,
+            case
+                when data_type = 'ARRAY' then substring(udt_name from 2) || '[]'
+                else data_type
+            end as data_type,
+            character_maximum_length,
+            numeric_precision,
+            numeric_scale
+        from {{ relation.information_schema('columns') }}
+        where
+            table_name = '{{ relation.identifier }}'
+            {% if relation.schema %}
+                and table_schema = '{{ relation.schema }}'
+            {% endif %}
+        order by ordinal_position
+    {% endcall %}
+    {% set table = load_result('get_columns_in_relation').table %}
+    {{ return(sql_convert_columns_in_relation(table)) }}
+{% endmacro %}

@@ -1,0 +1,15 @@
+{#- Invariant 2: a batch whose upload status is COMPLETE_* is in state COMPLETED with
+    `completed_at` set, once `grace_minutes` have passed since its last activity.
+    Plain Jinja: `batches` is a relation name (int_batch_facts). -#}
+{% macro invariant_complete_upload_is_completed(batches, grace_minutes=5) %}
+    select
+        cj_batch_id,
+        upload_status,
+        cj_state,
+        completed_at,
+        last_activity_at
+    from {{ batches }}
+    where
+        is_finalization_incomplete
+        and last_activity_at < now() - interval '1 minute' * {{ grace_minutes | float }}
+{% endmacro %}

@@ -1,0 +1,78 @@
+{#- cj_batch_health is refreshed with REFRESH MATERIALIZED VIEW CONCURRENTLY so that readers
+    are never blocked (dbt-postgres refreshes plainly), and rebuilt when its definition has
+    changed, which dbt does not notice by itself (dbt-core #8862).
+
+    The definition is the compiled SQL plus the names of the columns it yields (a view it
+    selects * from may have gained columns). Its md5 is kept at the end of the view's comment
+    (`cj_record_definition_hash`, a post-hook of the model). On `dbt run`, a stored hash
+    equal to the current one means refresh; a different or missing one means replace:
+    build the new view beside the old one, swap, drop the old. -#}
+{% macro postgres__refresh_materialized_view(relation) %}
+    {%- set current_hash = cj_definition_hash(sql) -%}
+    {%- set stored_hash = cj_stored_definition_hash(relation) -%}
+    {%- if stored_hash != current_hash -%}
+        {{- log("Definition of " ~ relation ~ " changed (" ~ stored_hash ~ " -> "
+            ~ current_hash ~ "): rebuilding it", info=true) -}}
+        {{- get_replace_sql(relation, relation, sql) -}}
+    {%- elif cj_is_populated(relation) -%}
+        refresh materialized view concurrently {{ relation }}
+    {%- else -%}
+        refresh materialized view {{ relation }}
+    {%- endif -%}
+{% endmacro %}
+
+
+{% macro cj_definition_hash(compiled_sql) %}
+    {%- if not execute -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- set column_names = get_columns_in_query(compiled_sql) -%}
+    {{ return(local_md5(compiled_sql ~ '\n-- columns: ' ~ (column_names | join(', ')))) }}
+{% endmacro %}
+
+
+{% macro cj_stored_definition_hash(relation) %}
+    {%- if not execute -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- set query -%}
+        select substring(
+            obj_description(c.oid, 'pg_class') from 'definition-md5: ([0-9a-f]{32})'
+        )
+        from pg_catalog.pg_class as c
+        inner join pg_catalog.pg_namespace as n on c.relnamespace = n.oid
+        where n.nspname = '{{ relation.schema }}' and c.relname = '{{ relation.identifier }}'
+    {%- endset -%}
+    {%- set result = run_query(query) -%}
+    {%- if result.rows | length == 0 or result.rows[0][0] is none -%}
+        {{ return('none') }}
+    {%- endif -%}
+    {{ return(result.rows[0][0]) }}
+{% endmacro %}
+
+
+{% macro cj_is_populated(relation) %}
+    {%- set query -%}
+        select ispopulated from pg_catalog.pg_matviews
+        where schemaname = '{{ relation.schema }}' and matviewname = '{{ relation.identifier }}'
+    {%- endset -%}
+    {%- set result = run_query(query) -%}
+    {{ return(result.rows | length > 0 and result.rows[0][0]) }}
+{% endmacro %}
+
+
+{#- Post-hook of a materialized view: its comment (the model's description, then the
+    definition hash) and its columns' comments, which dbt's persist_docs misses because a
+    materialized view's columns are not in information_schema.columns. -#}
+{% macro cj_document_materialized_view() %}
+    {%- if execute -%}
+        {%- set comment = (model.description or '') ~ '\n\ndefinition-md5: '
+            ~ cj_definition_hash(model.compiled_code) -%}
+        {%- set present = get_columns_in_query(model.compiled_code) -%}
+        comment on materialized view {{ this }} is {{ postgres_escape_comment(comment) }};
+        {%- for column in model.columns.values() if column.description and column.name in present %}
+        comment on column {{ this }}.{{ adapter.quote(column.name) }}
+            is {{ postgres_escape_comment(column.description) }};
+        {%- endfor %}
+    {%- endif -%}
+{% endmacro %}

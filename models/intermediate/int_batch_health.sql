@@ -1,0 +1,150 @@
+{#- The health verdict of each batch: its problem codes (`issues`, worst first), the worst of
+    them or a baseline as `health_status`, and `is_alerting`. cj_batch_health is a
+    materialized copy of this view; the dbt unit tests exercise every rule here. Time is
+    judged at cj_health_as_of(): now() when the view is refreshed. -#}
+{%- set codes = cj_problem_codes() -%}
+{%- set alerting_codes = [] -%}
+{%- for problem in codes if problem.severity in cj_alerting_severities() -%}
+    {%- do alerting_codes.append(problem.code) -%}
+{%- endfor -%}
+
+with facts as (
+    select * from {{ ref('int_batch_facts') }}
+),
+
+timed as (
+    select
+        *,
+        {{ cj_health_as_of() }} as refreshed_at,
+        extract(epoch from {{ cj_health_as_of() }} - last_activity_at)::double precision
+        / 60.0 as minutes_since_activity
+    from facts
+),
+
+judged as (
+    select
+        *,
+        coalesce(
+            is_upload_complete
+            and cj_state in ('WAITING_CALLBACKS', 'SCORING')
+            and projection_count = 0
+            and minutes_since_activity > {{ cj_threshold('stuck_after_minutes') }},
+            false
+        ) as has_stuck_finalization,
+        coalesce(
+            cj_state = 'SCORING'
+            and minutes_since_activity > {{ cj_threshold('scoring_timeout_minutes') }},
+            false
+        ) as has_scoring_too_long,
+        coalesce(
+            is_finalization_incomplete
+            and minutes_since_activity > {{ cj_threshold('stuck_after_minutes') }},
+            false
+        )
+        or is_completed_state_inconsistent as has_completion_inconsistent,
+        projections_expected
+        and students_without_projection_count > 0 as has_missing_projections,
+        anchor_flag_mismatch_count > 0 as has_anchor_flag_mismatch,
+        essay_count > 0
+        and anchor_count = 0
+        and coalesce(cj_state <> 'INITIALIZING', true) as has_no_anchors,
+        anchor_projection_count > 0 as has_anchor_projected,
+        misattributed_projection_count > 0 as has_misattributed_projection,
+        has_missing_events as has_events_missing,
+        correlation_mismatch_event_count > 0 as has_event_correlation_mismatch,
+        cross_batch_pair_count > 0 as has_pair_batch_mismatch,
+        coalesce(
+            cj_state in ('INITIALIZING', 'GENERATING_PAIRS', 'WAITING_CALLBACKS')
+            and minutes_since_activity > {{ cj_threshold('stalled_after_minutes') }},
+            false
+        ) as has_stalled,
+        is_state_completed and not counters_agree_with_pairs as has_counter_mismatch,
+        invalid_projection_count > 0 as has_invalid_projection,
+        invalid_anchor_metadata_count > 0 as has_invalid_anchor_metadata,
+        coalesce(
+            (is_state_completed or is_upload_complete)
+            and scale_separation_reliability < {{ cj_threshold('min_reliability') }},
+            false
+        ) as has_low_reliability
+    from timed
+),
+
+listed as (
+    select
+        *,
+        array_remove(
+            array[
+                {%- for problem in codes %}
+                    case when has_{{ problem.code | lower }} then '{{ problem.code }}' end
+                    {%- if not loop.last %},{% endif %}
+                {%- endfor %}
+            ]::text[],
+            null
+        ) as issues
+    from judged
+),
+
+verdict as (
+    select
+        *,
+        coalesce(
+            issues[1],
+            case
+                when cj_state in ('FAILED', 'CANCELLED') or is_upload_error then 'FAILED'
+                when cj_state = 'COMPLETED' then 'HEALTHY'
+                else 'IN_PROGRESS'
+            end
+        ) as health_status,
+        issues && array[
+            {%- for code in alerting_codes %}'{{ code }}'{% if not loop.last %}, {% endif %}
+            {%- endfor %}
+        ]::text[] as is_alerting
+    from listed
+)
+
+select
+    cj_batch_id,
+    bos_batch_id,
+    assignment_id,
+    course_code,
+    upload_status,
+    cj_state,
+    expected_essay_count,
+    essay_count,
+    student_count,
+    anchor_count,
+    metadata_anchor_count,
+    anchor_flag_mismatch_count,
+    invalid_anchor_metadata_count,
+    registered_anchor_count,
+    total_comparisons,
+    comparisons_submitted,
+    comparisons_completed,
+    comparisons_failed,
+    pair_count,
+    pairs_completed,
+    pairs_errored,
+    pairs_pending,
+    cross_batch_pair_count,
+    partial_scoring_triggered,
+    projection_count,
+    anchor_projection_count,
+    misattributed_projection_count,
+    students_without_projection_count,
+    invalid_projection_count,
+    outbox_event_count,
+    completion_event_count,
+    result_event_count,
+    correlation_mismatch_event_count,
+    scored_student_count,
+    scale_separation_reliability,
+    created_at,
+    updated_at,
+    completed_at,
+    last_activity_at,
+    minutes_since_activity,
+    refreshed_at,
+    issues,
+    health_status,
+    is_alerting
+from verdict

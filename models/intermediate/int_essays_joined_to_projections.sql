@@ -1,0 +1,67 @@
+{#- One row per essay and per grade projection, matched on (essay, batch) by a full outer join:
+    an essay with its projection, an essay without one, or a projection filed under a batch
+    its essay does not belong to (the foreign key guarantees the essay exists elsewhere).
+    One pass over each table; the per-row rules here are the single definition that the
+    batch aggregates and the invariants share. -#}
+with essays as (
+    select * from {{ ref('stg_cj__processed_essays') }}
+),
+
+projections as (
+    select * from {{ ref('stg_cj__grade_projections') }}
+),
+
+grade_scales as (
+    select * from {{ ref('cj_grade_scales') }}
+),
+
+joined as (
+    select
+        coalesce(essays.cj_batch_id, projections.cj_batch_id) as cj_batch_id,
+        coalesce(essays.els_essay_id, projections.els_essay_id) as els_essay_id,
+        essays.els_essay_id is not null as has_essay,
+        projections.els_essay_id is not null as has_projection,
+        essays.is_anchor,
+        essays.metadata_is_anchor,
+        essays.metadata_is_anchor_invalid,
+        essays.is_anchor_flag_mismatch,
+        essays.is_anchor_by_either,
+        essays.bt_score,
+        essays.bt_se,
+        projections.grade_scale,
+        projections.primary_grade,
+        projections.confidence_score,
+        projections.confidence_label,
+        grade_scales.grade is not null as is_grade_in_scale
+    from essays
+    full outer join projections
+        on
+            essays.els_essay_id = projections.els_essay_id
+            and essays.cj_batch_id = projections.cj_batch_id
+    left join grade_scales
+        on
+            projections.grade_scale = grade_scales.grade_scale
+            and projections.primary_grade = grade_scales.grade
+),
+
+checked as (
+    select
+        *,
+        has_essay and not is_anchor_by_either as is_student,
+        has_projection and not has_essay as is_misattributed_projection,
+        has_projection and has_essay and is_anchor_by_either as is_anchor_projection,
+        has_essay
+        and not is_anchor_by_either
+        and not has_projection as is_student_without_projection,
+        has_projection
+        and (
+            not is_grade_in_scale
+            or confidence_score is null
+            or confidence_score not between 0 and 1
+            or confidence_label is null
+            or confidence_label not in ('HIGH', 'MID', 'LOW')
+        ) as has_invalid_projection_values
+    from joined
+)
+
+select * from checked

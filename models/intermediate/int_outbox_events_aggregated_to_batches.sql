@@ -1,0 +1,19 @@
+{#- Finalization events per batch. -#}
+with events as (
+    select * from {{ ref('int_outbox_events_mapped_to_batches') }}
+),
+
+aggregated as (
+    select
+        cj_batch_id,
+        count(*) as outbox_event_count,
+        count(*) filter (where event_kind = 'completion') as completion_event_count,
+        count(*) filter (where event_kind = 'result') as result_event_count,
+        count(*) filter (where is_correlation_mismatch) as correlation_mismatch_event_count,
+        count(*) filter (where published_at is null) as unpublished_event_count,
+        max(created_at) as last_event_at
+    from events
+    group by cj_batch_id
+)
+
+select * from aggregated

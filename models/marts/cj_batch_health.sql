@@ -1,0 +1,13 @@
+{#- The monitoring view: a materialized copy of int_batch_health, refreshed concurrently
+    (macros/materializations/materialized_view_refresh.sql; `cj-health refresh`). Its comments
+    come from the post-hook: dbt's persist_docs cannot see a materialized view's columns
+    (they are not in information_schema.columns). -#}
+{{ config(
+    materialized='materialized_view',
+    indexes=[{'columns': ['cj_batch_id'], 'unique': true}],
+    on_configuration_change='apply',
+    persist_docs={'relation': true, 'columns': false},
+    post_hook="{{ cj_document_materialized_view() }}"
+) }}
+
+select * from {{ ref('int_batch_health') }}

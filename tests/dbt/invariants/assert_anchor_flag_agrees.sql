@@ -1,0 +1,1 @@
+{{ invariant_anchor_flag_agrees(essays=ref('stg_cj__processed_essays')) }}

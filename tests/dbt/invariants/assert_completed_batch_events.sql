@@ -1,0 +1,1 @@
+{{ invariant_completed_batch_events(batches=ref('int_batch_facts')) }}

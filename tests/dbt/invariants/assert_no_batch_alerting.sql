@@ -1,0 +1,1 @@
+{{ invariant_no_batch_alerting(batch_health=ref('cj_batch_health')) }}

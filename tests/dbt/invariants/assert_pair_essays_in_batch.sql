@@ -1,0 +1,3 @@
+{{ invariant_pair_essays_in_batch(
+    pairs=ref('int_comparison_pairs_joined_to_essays')
+) }}

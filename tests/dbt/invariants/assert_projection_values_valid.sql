@@ -1,0 +1,3 @@
+{{ invariant_projection_values_valid(
+    essay_projections=ref('int_essays_joined_to_projections')
+) }}

@@ -1,0 +1,3 @@
+{{ invariant_projections_attributed(
+    essay_projections=ref('int_essays_joined_to_projections')
+) }}

@@ -1,0 +1,4 @@
+{{ invariant_student_essays_projected(
+    essay_projections=ref('int_essays_joined_to_projections'),
+    batches=ref('int_batch_facts')
+) }}
