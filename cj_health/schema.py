@@ -12,6 +12,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 from psycopg import sql
 
 from cj_health.db import Database, connect, source_schema
@@ -66,46 +67,51 @@ def load_migrations() -> list[Migration]:
 
 def init_schema(database: Database) -> InitResult:
     """Apply pending migrations in one transaction; see the module docstring."""
+    with connect(database) as conn, conn.transaction():
+        return apply_migrations(conn)
+
+
+def apply_migrations(conn: psycopg.Connection) -> InitResult:
+    """Apply pending migrations inside the caller's open transaction."""
     schema = source_schema()
     result = InitResult()
-    with connect(database) as conn, conn.transaction():
-        # One initialiser at a time per database.
-        conn.execute("select pg_advisory_xact_lock(hashtext('cj_health_schema_migrations'))")
-        conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
-        conn.execute(sql.SQL("set local search_path to {}").format(sql.Identifier(schema)))
-        has_ledger = _table_exists(conn, schema, LEDGER_TABLE)
-        if not has_ledger and _table_exists(conn, schema, "cj_batch_uploads"):
-            result.existing_service_schema = True
-            return result
-        conn.execute(
-            sql.SQL(
-                "create table if not exists {} (version text primary key, name text not null, "
-                "checksum text not null, applied_at timestamptz not null default now())"
-            ).format(sql.Identifier(LEDGER_TABLE))
+    # One initialiser at a time per database.
+    conn.execute("select pg_advisory_xact_lock(hashtext('cj_health_schema_migrations'))")
+    conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+    conn.execute(sql.SQL("set local search_path to {}").format(sql.Identifier(schema)))
+    has_ledger = _table_exists(conn, schema, LEDGER_TABLE)
+    if not has_ledger and _table_exists(conn, schema, "cj_batch_uploads"):
+        result.existing_service_schema = True
+        return result
+    conn.execute(
+        sql.SQL(
+            "create table if not exists {} (version text primary key, name text not null, "
+            "checksum text not null, applied_at timestamptz not null default now())"
+        ).format(sql.Identifier(LEDGER_TABLE))
+    )
+    applied = {
+        row[0]: row[1]
+        for row in conn.execute(
+            sql.SQL("select version, checksum from {}").format(sql.Identifier(LEDGER_TABLE))
         )
-        applied = {
-            row[0]: row[1]
-            for row in conn.execute(
-                sql.SQL("select version, checksum from {}").format(sql.Identifier(LEDGER_TABLE))
-            )
-        }
-        for migration in load_migrations():
-            if migration.version in applied:
-                if applied[migration.version] != migration.checksum:
-                    raise CjHealthError(
-                        f"migration {migration.version}_{migration.name} was changed after it "
-                        "was applied; write a new migration instead"
-                    )
-                result.already_applied.append(migration.version)
-                continue
-            conn.execute(migration.sql_text)
-            conn.execute(
-                sql.SQL("insert into {} (version, name, checksum) values (%s, %s, %s)").format(
-                    sql.Identifier(LEDGER_TABLE)
-                ),
-                (migration.version, migration.name, migration.checksum),
-            )
-            result.applied.append(f"{migration.version}_{migration.name}")
+    }
+    for migration in load_migrations():
+        if migration.version in applied:
+            if applied[migration.version] != migration.checksum:
+                raise CjHealthError(
+                    f"migration {migration.version}_{migration.name} was changed after it "
+                    "was applied; write a new migration instead"
+                )
+            result.already_applied.append(migration.version)
+            continue
+        conn.execute(migration.sql_text)
+        conn.execute(
+            sql.SQL("insert into {} (version, name, checksum) values (%s, %s, %s)").format(
+                sql.Identifier(LEDGER_TABLE)
+            ),
+            (migration.version, migration.name, migration.checksum),
+        )
+        result.applied.append(f"{migration.version}_{migration.name}")
     return result
 
 

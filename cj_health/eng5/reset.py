@@ -19,7 +19,7 @@ from psycopg import sql
 
 from cj_health.db import Database, connect, source_schema
 from cj_health.errors import CjHealthError, Refused
-from cj_health.schema import LEDGER_TABLE, SERVICE_TABLES, init_schema
+from cj_health.schema import LEDGER_TABLE, SERVICE_TABLES, apply_migrations
 
 PROTECTED_ENVIRONMENTS = ("staging", "production")
 DEV_ENVIRONMENTS = ("dev", "test")
@@ -67,9 +67,7 @@ def reset(
 ) -> ResetResult:
     """Empty the CJ tables (or drop and recreate them with `drop=True`) after the guard.
 
-    Emptying is one transaction. Dropping is one transaction and the re-creation another
-    (`init_schema`); if the second fails, the tables are gone and `reset --drop` again
-    recreates them."""
+    Either way it is one transaction: a failure leaves the tables as they were."""
     check_reset_allowed(database, env)
     schema = source_schema()
     result = ResetResult(database=database.display, dropped=drop)
@@ -87,14 +85,13 @@ def reset(
                 ).fetchone()[0]
         if drop:
             _drop_tables(conn, schema)
+            result.applied_migrations = apply_migrations(conn).applied
         else:
             conn.execute(
                 sql.SQL("truncate {} restart identity").format(
                     sql.SQL(", ").join(sql.Identifier(schema, t) for t in SERVICE_TABLES)
                 )
             )
-    if drop:
-        result.applied_migrations = init_schema(database).applied
     return result
 
 
