@@ -1,0 +1,243 @@
+"""Build the monitoring views with dbt, and refresh cj_batch_health fast without dbt.
+
+`build(database)` runs two dbt commands, not `dbt build`:
+
+1. `dbt build --exclude-resource-type test --exclude-resource-type unit_test`: the seed and
+   every model (views, and the materialized view cj_batch_health, refreshed concurrently or
+   rebuilt when its definition changed);
+2. `dbt test`: the unit tests, the invariants and the column tests, failing rows stored in
+   `<schema>_dbt_test__audit`.
+
+`dbt build` would skip every model downstream of a failing test, so the health view would go
+stale exactly when the data is broken. Here the views are always brought up to date first,
+and the tests then report what is wrong.
+
+`refresh(database)` runs `REFRESH MATERIALIZED VIEW CONCURRENTLY` on cj_batch_health with
+psycopg (no dbt start-up), or a plain refresh when the view was never populated.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from cj_health.db import Database, connect, monitoring_schema
+from cj_health.dbt_runner import DbtResult, run_dbt
+from cj_health.errors import EXIT_OK, EXIT_PROBLEMS_FOUND, EXIT_USAGE, CjHealthError
+
+HEALTH_VIEW = "cj_batch_health"
+AUDIT_SCHEMA_SUFFIX = "_dbt_test__audit"
+BUILD_ARGS = ["build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """One node of a dbt run_results.json: its name, kind, status and failing row count."""
+
+    name: str
+    resource_type: str
+    status: str
+    failures: int
+    message: str
+    relation: str | None = None
+
+    @property
+    def is_unit_test(self) -> bool:
+        return self.resource_type == "unit_test"
+
+
+@dataclass
+class BuildResult:
+    """What `build` did: the models step, the tests step, and the verdict."""
+
+    run: DbtResult
+    test: DbtResult | None
+    models: list[NodeResult] = field(default_factory=list)
+    tests: list[NodeResult] = field(default_factory=list)
+
+    @property
+    def models_failed(self) -> list[NodeResult]:
+        return [node for node in self.models if node.status not in ("success", "pass")]
+
+    @property
+    def models_ok(self) -> bool:
+        return self.run.ok and not self.models_failed
+
+    @property
+    def tests_failed(self) -> list[NodeResult]:
+        """Data tests that found failing rows: invariant violations in the data."""
+        return [node for node in self.tests if node.status == "fail" and not node.is_unit_test]
+
+    @property
+    def tests_broken(self) -> list[NodeResult]:
+        """Tests dbt could not run, and failing unit tests (the model logic is wrong)."""
+        return [
+            node
+            for node in self.tests
+            if node.status in ("error", "runtime error")
+            or (node.is_unit_test and node.status == "fail")
+        ]
+
+    @property
+    def tests_passed(self) -> int:
+        return sum(1 for node in self.tests if node.status == "pass")
+
+    @property
+    def exit_code(self) -> int:
+        """0 all good, 1 data tests failed (the data breaks an invariant), 2 dbt, a model or
+        a unit test failed."""
+        if not self.models_ok or self.test is None or self.tests_broken:
+            return EXIT_USAGE
+        if self.tests_failed:
+            return EXIT_PROBLEMS_FOUND
+        if not self.test.ok:
+            return EXIT_USAGE
+        return EXIT_OK
+
+    def summary(self) -> str:
+        lines = []
+        kinds = sorted({node.resource_type for node in self.models})
+        ok_count = len(self.models) - len(self.models_failed)
+        lines.append(f"models: {ok_count} of {len(self.models)} built ({', '.join(kinds)})")
+        for node in self.models_failed:
+            lines.append(f"  {node.status.upper()} {node.name}: {node.message}")
+        if not self.run.ok and not self.models_failed:
+            lines.append(f"  dbt failed: {_last_error_line(self.run.output)}")
+        if self.test is None:
+            lines.append("tests: not run (the models did not build)")
+            return "\n".join(lines)
+        lines.append(
+            f"tests: {self.tests_passed} passed, {len(self.tests_failed)} failed,"
+            f" {len(self.tests_broken)} broken"
+        )
+        for node in self.tests_failed:
+            where = f" (rows stored in {node.relation})" if node.relation else ""
+            lines.append(f"  FAIL {node.name}: {node.failures} failing rows{where}")
+        for node in self.tests_broken:
+            lines.append(f"  {node.status.upper()} {node.name}: {node.message}")
+        if not self.test.ok and not self.tests and not self.tests_broken:
+            lines.append(f"  dbt failed: {_last_error_line(self.test.output)}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    view: str
+    concurrently: bool
+    seconds: float
+    batches: int
+    alerting: int
+
+    def summary(self) -> str:
+        how = "concurrently" if self.concurrently else "plainly (first population)"
+        return (
+            f"refreshed {self.view} {how} in {self.seconds:.2f}s: {self.batches} batches,"
+            f" {self.alerting} alerting"
+        )
+
+
+def build(
+    database: Database, *, dbt_vars: dict[str, object] | None = None, echo: bool = False
+) -> BuildResult:
+    """Bring every model up to date, then run every test; see the module docstring."""
+    _check_reachable(database)
+    # A target path of our own: run_results.json and the partial-parse state are never shared
+    # with another dbt run in the same project directory.
+    with tempfile.TemporaryDirectory(prefix="cj-health-dbt-") as target:
+        paths = ["--target-path", target, "--log-path", target]
+        run = run_dbt(database, [*BUILD_ARGS, *paths], dbt_vars=dbt_vars, echo=echo)
+        result = BuildResult(run=run, test=None, models=_node_results(target, "run"))
+        if not result.models_ok:
+            return result
+        result.test = run_dbt(database, ["test", *paths], dbt_vars=dbt_vars, echo=echo)
+        result.tests = _node_results(target, "test")
+    return result
+
+
+def refresh(database: Database) -> RefreshResult:
+    """Refresh cj_batch_health; concurrently (readers never wait) once it has been populated."""
+    schema = monitoring_schema()
+    view = sql.Identifier(schema, HEALTH_VIEW)
+    with connect(database, autocommit=True) as conn:
+        row = conn.execute(
+            "select ispopulated from pg_catalog.pg_matviews"
+            " where schemaname = %s and matviewname = %s",
+            (schema, HEALTH_VIEW),
+        ).fetchone()
+        if row is None:
+            raise CjHealthError(
+                f"{schema}.{HEALTH_VIEW} does not exist in {database.display};"
+                " run `cj-health build` first"
+            )
+        concurrently = bool(row[0])
+        statement = sql.SQL("refresh materialized view {}{}").format(
+            sql.SQL("concurrently ") if concurrently else sql.SQL(""), view
+        )
+        started = time.perf_counter()
+        try:
+            conn.execute(statement)
+        except psycopg.Error as exc:
+            message = exc.diag.message_primary or type(exc).__name__
+            raise CjHealthError(
+                f"refreshing {schema}.{HEALTH_VIEW} failed: {message}; run `cj-health build`"
+            ) from None
+        seconds = time.perf_counter() - started
+        batches, alerting = conn.execute(
+            sql.SQL("select count(*), count(*) filter (where is_alerting) from {}").format(view)
+        ).fetchone()
+    return RefreshResult(f"{schema}.{HEALTH_VIEW}", concurrently, seconds, batches, alerting)
+
+
+def _check_reachable(database: Database) -> None:
+    """Fail with one line before dbt starts when the database cannot be reached."""
+    with connect(database) as conn:
+        conn.execute("select 1")
+
+
+def _node_results(target: str, step: str) -> list[NodeResult]:
+    path = Path(target) / "run_results.json"
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    nodes = []
+    for entry in data.get("results", []):
+        unique_id = entry.get("unique_id", "")
+        resource_type = unique_id.split(".", 1)[0]
+        if step == "run" and resource_type not in ("model", "seed", "snapshot"):
+            continue
+        if step == "test" and resource_type not in ("test", "unit_test"):
+            continue
+        nodes.append(
+            NodeResult(
+                name=unique_id.split(".")[-1] if resource_type != "test" else _test_name(entry),
+                resource_type=resource_type,
+                status=str(entry.get("status", "")),
+                failures=int(entry.get("failures") or 0),
+                message=_first_line(entry.get("message")),
+                relation=entry.get("relation_name"),
+            )
+        )
+    return nodes
+
+
+def _test_name(entry: dict) -> str:
+    # unique ids of generic tests end in a hash: test.project.<name>.<hash>
+    parts = entry.get("unique_id", "").split(".")
+    return parts[2] if len(parts) > 2 else parts[-1]
+
+
+def _first_line(message: object) -> str:
+    text = str(message or "").strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _last_error_line(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors or lines or ["no output"])[-1]

@@ -1,0 +1,47 @@
+"""`cj-health build` and `cj-health refresh`: the monitoring views (cj_health.build)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    build = subparsers.add_parser(
+        "build",
+        help="build the monitoring views with dbt, then run the dbt tests (invariants)",
+        description="Runs the dbt models (the health view is refreshed, or rebuilt when its "
+        "definition changed), then every dbt test. Exit 0: all tests pass; 1: the data breaks "
+        "an invariant (failing rows stored in <schema>_dbt_test__audit); 2: dbt, a model or "
+        "a unit test failed.",
+    )
+    build.add_argument(
+        "--verbose", action="store_true", help="show dbt's own output as it runs"
+    )
+    build.set_defaults(handler=cmd_build)
+    refresh = subparsers.add_parser(
+        "refresh",
+        help="refresh cj_batch_health now (REFRESH MATERIALIZED VIEW CONCURRENTLY, no dbt)",
+    )
+    refresh.set_defaults(handler=cmd_refresh)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from cj_health.build import build
+    from cj_health.db import resolve_database
+
+    database = resolve_database()
+    print(f"cj-health build: {database.display}", flush=True)
+    result = build(database, echo=args.verbose)
+    print(result.summary())
+    if result.exit_code == 2 and not args.verbose:
+        print("cj-health: dbt reported errors; rerun with --verbose for its log", file=sys.stderr)
+    return result.exit_code
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    from cj_health.build import refresh
+    from cj_health.db import resolve_database
+
+    print(refresh(resolve_database()).summary())
+    return 0
