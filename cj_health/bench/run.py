@@ -157,6 +157,7 @@ def _run_in(bench: Database, options: BenchOptions, log: Log) -> dict[str, Any]:
     extrapolated = len(sample) < len(ids)
     peer_seconds = peer.seconds * len(ids) / len(sample)
 
+    measure.analyze_health_view(bench)
     rule_source, alert_sql = measure.stuck_alert_query()
     log(f"alert query ({rule_source}), {options.alert_runs} runs")
     alerts = measure.alert_query_latencies(bench, alert_sql, options.alert_runs)
