@@ -46,6 +46,7 @@ class PeerRun:
     queries: int
     seconds: float
     facts: list[BatchFacts] = field(default_factory=list)
+    seconds_by_query: dict[str, float] = field(default_factory=dict)
 
     @property
     def per_batch_ms(self) -> float:
@@ -63,17 +64,29 @@ def sample_batch_ids(all_ids: Sequence[int], limit: int | None) -> list[int]:
     return [ids[int(i * step)] for i in range(limit)]
 
 
-def inspect_batch(conn, cj_batch_id: int) -> BatchFacts | None:
-    """The five queries for one batch; None when the batch does not exist."""
+def inspect_batch(
+    conn, cj_batch_id: int, seconds_by_query: dict[str, float] | None = None
+) -> BatchFacts | None:
+    """The five queries for one batch; None when the batch does not exist. When given,
+    `seconds_by_query` accumulates the time spent in each query."""
+    clock = seconds_by_query if seconds_by_query is not None else {}
+
+    def run(name: str, query: str, params: dict) -> list:
+        started = time.perf_counter()
+        rows = conn.execute(query, params).fetchall()
+        clock[name] = clock.get(name, 0.0) + time.perf_counter() - started
+        return rows
+
     params = {"id": cj_batch_id, "id_text": str(cj_batch_id)}
-    batch = conn.execute(BATCH_SQL, params).fetchone()
-    if batch is None:
+    found = run("batch", BATCH_SQL, params)
+    if not found:
         return None
+    batch = found[0]
     params["bos"] = batch["bos_batch_id"]
-    essays = conn.execute(ESSAYS_SQL, params).fetchone()
-    pairs = conn.execute(PAIRS_SQL, params).fetchone()
-    projections = conn.execute(PROJECTIONS_SQL, params).fetchall()
-    events = conn.execute(EVENTS_SQL, params).fetchall()
+    essays = run("essays", ESSAYS_SQL, params)[0]
+    pairs = run("pairs", PAIRS_SQL, params)[0]
+    projections = run("projections", PROJECTIONS_SQL, params)
+    events = run("events", EVENTS_SQL, params)
     return BatchFacts(
         cj_batch_id=cj_batch_id,
         upload_status=batch["upload_status"],
@@ -105,7 +118,7 @@ def run_peer(
         every = max(1, len(batch_ids) // 20)
         started = time.perf_counter()
         for done, cj_batch_id in enumerate(batch_ids, start=1):
-            facts = inspect_batch(conn, cj_batch_id)
+            facts = inspect_batch(conn, cj_batch_id, run.seconds_by_query)
             run.batches += 1
             run.queries += QUERIES_PER_BATCH if facts else 1
             if keep_facts and facts:

@@ -46,6 +46,11 @@ def machine_facts(server_version: str, server_settings: dict[str, str], embedded
         "postgresql": server_version,
         "postgresql_server": "embedded" if embedded else "external (CJ_DATABASE_URL)",
         "postgresql_settings": server_settings,
+        # BLAS threads decide the BT fit's speed on a busy machine (docs/performance.md)
+        "blas_threads_env": {
+            name: os.environ.get(name)
+            for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+        },
     }
 
 
@@ -122,9 +127,10 @@ def render_table(report: dict[str, Any]) -> str:
         _row("reader wait during refresh (max)", f["reader_wait"]["max_ms"], "ms",
              f"{f['reader_wait']['reads_during_refresh']} reads; idle max "
              f"{f['reader_wait']['idle_max_ms']:.2f} ms"),
-        _row("finalize_scoring", f["finalize_scoring"]["seconds"], "s",
+        _row("finalize_scoring (median)", f["finalize_scoring"]["seconds"], "s",
              f"{f['finalize_scoring']['essays']} essays, "
-             f"{f['finalize_scoring']['comparisons']} pairs"),
+             f"{f['finalize_scoring']['comparisons']} pairs, "
+             f"{f['finalize_scoring']['runs']} batches"),
         _row("  share in the BT fit", 100.0 * f["finalize_scoring"]["bt_fit_share"], "%",
              f"fit alone {f['finalize_scoring']['bt_fit_seconds'] * 1000.0:.1f} ms"),
         "",

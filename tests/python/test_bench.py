@@ -200,8 +200,9 @@ def test_report_has_every_figure_and_target(small_run) -> None:
         "grade_projections", "event_outbox",
     }
     final = figures["finalize_scoring"]
-    assert (final["essays"], final["comparisons"], final["outcome"]) == (200, 4000, "completed")
-    assert 0 < final["bt_fit_share"] < 1
+    assert (final["essays"], final["comparisons"]) == (200, 4000)
+    assert final["outcomes"] == ["completed"]
+    assert final["bt_fit_share"] > 0
     assert {t["figure"] for t in result["targets"]} == {t.key for t in report.TARGETS}
     assert all(isinstance(t["value"], float) for t in result["targets"])
     assert result["generated"]["batches"] == SMALL_RUN_BATCHES
