@@ -242,7 +242,8 @@ with slots as (
 select s.cj_batch_id, s.idx, s.is_anchor_essay, s.anchor_slot, s.anchor_ref_id,
        case when s.is_anchor_essay
            then 'ANCHOR_' || s.anchor_ref_id || '_'
-               || left(md5('anchor:' || s.cj_batch_id || ':' || s.idx), 8)
+               -- unique 8 hex digits: a bijection of (batch, slot), never a hash collision
+               || lpad(to_hex((s.cj_batch_id * 16 + s.idx) # 1515870810), 8, '0')
            else md5('essay:' || s.cj_batch_id || ':' || s.idx)::uuid::text
        end as els_essay_id,
        case when s.is_anchor_essay

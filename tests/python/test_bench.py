@@ -63,6 +63,12 @@ def test_generated_batches_have_the_issue_shape(cj_db: Database) -> None:
             assert projections >= essays - anchors - 1, cj_batch_id
         else:
             assert projections == 0, cj_batch_id
+    anchor_ids = _rows(
+        cj_db,
+        "select count(*) filter (where els_essay_id ~ '^ANCHOR_[0-9]+_[0-9a-f]{8}$'), count(*)"
+        " from cj_processed_essays where processing_metadata ->> 'is_anchor' = 'true'",
+    )[0]
+    assert anchor_ids[0] == anchor_ids[1] > 0  # ANCHOR_<ref id>_<8 hex>, as production
     # about 5 comparisons per essay in completed batches
     (mean_comparisons,) = _rows(
         cj_db,
