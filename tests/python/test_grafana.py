@@ -17,6 +17,7 @@ import json
 import re
 import tomllib
 import typing
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from typing import Any
@@ -25,8 +26,10 @@ import pytest
 from grafana_foundation_sdk.cog import plugins, runtime
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import alerting, dashboard, expr
+from reader_support import MonitoredDatabase, monitored_database, reader_login
 
 from cj_health import grafana_sql
+from cj_health.db import Database, connect
 from cj_health.grafana_sql import (
     DATASOURCE_TYPE,
     EXPRESSION_DATASOURCE_UID,
@@ -339,6 +342,12 @@ def test_every_rule_explains_itself_and_links_an_existing_runbook_heading():
         assert anchor in anchors, f"{rule['uid']}: no heading #{anchor} in docs/runbook.md"
 
 
+def test_the_dashboard_links_the_same_runbook_as_the_rules():
+    [link] = grafana_sql.load_dashboard()["links"]
+    rule_urls = {rule["annotations"]["runbook_url"].partition("#")[0] for rule in _rules()}
+    assert rule_urls == {link["url"]}
+
+
 def test_runbook_links_inside_the_runbook_resolve():
     text = (project_dir() / "docs" / "runbook.md").read_text(encoding="utf-8")
     anchors = _github_anchors(text)
@@ -370,3 +379,141 @@ def test_expand_macros_like_grafanas_postgres_datasource():
 def test_expand_macros_refuses_what_it_cannot_expand(sql):
     with pytest.raises(MacroError):
         expand_macros(sql, time_from=FROM, time_to=TO)
+
+
+# --- the SQL, run as Grafana's reader on an ENG5 database with the incident replayed --------
+
+
+@pytest.fixture(scope="module")
+def monitored(admin_db, schema_template, tmp_path_factory) -> Iterator[MonitoredDatabase]:
+    with monitored_database(admin_db, schema_template, tmp_path_factory.mktemp("eng5")) as built:
+        yield built
+
+
+@pytest.fixture(scope="module")
+def reader(monitored: MonitoredDatabase) -> Iterator[Database]:
+    with reader_login(monitored.database) as login:
+        yield login
+
+
+def _run_as(reader: Database, query: grafana_sql.GrafanaQuery) -> tuple[list[str], list, list]:
+    """Expand the macros over the dashboard's default range and run it; return the column
+    names, their PostgreSQL type names and the rows."""
+    now = datetime.now(UTC)
+    expanded = expand_macros(query.raw_sql, time_from=now - timedelta(days=7), time_to=now)
+    with connect(reader) as conn:
+        cursor = conn.execute(expanded)
+        rows = cursor.fetchall()
+        names = [column.name for column in cursor.description]
+        types = [conn.adapters.types.get(column.type_code).name for column in cursor.description]
+    return names, types, rows
+
+
+def _all_queries() -> list[grafana_sql.GrafanaQuery]:
+    return grafana_sql.dashboard_queries(grafana_sql.load_dashboard()) + grafana_sql.rule_queries(
+        grafana_sql.load_yaml(grafana_sql.alert_rules_path())
+    )
+
+
+def test_every_panel_and_rule_query_runs_as_the_reader(reader):
+    queries = _all_queries()
+    assert len(queries) >= 9 + 5
+    for query in queries:
+        assert query.datasource_uid == DATASOURCE_UID, query.source
+        try:
+            _run_as(reader, query)
+        except Exception as exc:  # name the panel or rule, not only the SQL error
+            pytest.fail(f"{query.source}: {type(exc).__name__}: {exc}")
+
+
+NUMBER_TYPES = {"int2", "int4", "int8", "float4", "float8", "numeric"}
+STRING_TYPES = {"text", "varchar", "bpchar"}
+
+
+def _rule_query(uid: str) -> grafana_sql.GrafanaQuery:
+    rules_file = {"groups": [{"rules": [_rule(uid)]}]}
+    [query] = grafana_sql.rule_queries(rules_file)
+    return query
+
+
+def test_rule_queries_return_one_series_per_batch(reader, monitored):
+    for uid in PER_BATCH_RULES:
+        names, types, rows = _run_as(reader, _rule_query(uid))
+        numbers = [name for name, kind in zip(names, types, strict=True) if kind in NUMBER_TYPES]
+        labels = [name for name, kind in zip(names, types, strict=True) if kind in STRING_TYPES]
+        assert len(numbers) == 1, f"{uid}: Grafana needs exactly one value column: {names}"
+        assert "cj_batch_id" in labels and set(labels) | set(numbers) == set(names), uid
+        keys = [tuple(row[names.index(label)] for label in labels) for row in rows]
+        assert len(keys) == len(set(keys)), f"{uid}: two rows with the same labels"
+        assert all(row[names.index(numbers[0])] > 0 for row in rows), uid
+
+
+def test_stuck_rule_fires_for_the_replayed_incident_and_no_healthy_batch(reader, monitored):
+    names, _, rows = _run_as(reader, _rule_query("cj-stuck-finalization"))
+    batches = [row[names.index("cj_batch_id")] for row in rows]
+    assert batches == [str(monitored.incident_batch_id)]
+    assert not {str(batch) for batch in monitored.healthy_batch_ids} & set(batches)
+    # Batch 20 also lost its anchor flags: that rule names it too, and only it.
+    names, _, rows = _run_as(reader, _rule_query("cj-anchor-flag-mismatch"))
+    assert [row[names.index("cj_batch_id")] for row in rows] == [str(monitored.incident_batch_id)]
+    for uid in ("cj-scoring-too-long", "cj-wrong-projections"):
+        assert _run_as(reader, _rule_query(uid))[2] == [], f"{uid} fires on this database"
+
+
+def test_stale_rule_is_quiet_on_a_fresh_view(reader):
+    names, types, rows = _run_as(reader, _rule_query(STALE_RULE))
+    assert names == ["minutes_since_refresh"] and types == ["float8"]
+    [(minutes,)] = rows
+    assert 0 <= minutes < 15
+
+
+def test_dashboard_shows_the_incident(reader, monitored):
+    queries = {q.source: q for q in grafana_sql.dashboard_queries(grafana_sql.load_dashboard())}
+
+    def rows_of(title: str) -> tuple[list[str], list]:
+        [query] = [q for source, q in queries.items() if source.endswith(repr(title))]
+        names, _, rows = _run_as(reader, query)
+        return names, rows
+
+    assert rows_of("Stuck batches now")[1] == [(1,)]
+    names, rows = rows_of("Unhealthy batches")
+    assert names[:2] == ["batch", "bos_batch_id"]
+    unhealthy_rows = {row[0]: dict(zip(names, row, strict=True)) for row in rows}
+    with connect(monitored.database) as conn:
+        healthy_now = {
+            row[0]
+            for row in conn.execute(
+                "select cj_batch_id from cj_monitoring.cj_batch_health"
+                " where health_status = 'HEALTHY'"
+            )
+        }
+    assert healthy_now, "the ENG5 runner made no HEALTHY batch"
+    assert not healthy_now & set(unhealthy_rows)
+    assert rows[0][0] == monitored.incident_batch_id, "the alerting incident comes first"
+    unhealthy = unhealthy_rows[monitored.incident_batch_id]
+    assert "STUCK_FINALIZATION" in unhealthy["problems"]
+    assert unhealthy["inspect_command"] == f"cj-health inspect {monitored.incident_batch_id}"
+    names, rows = rows_of("Projections coverage by batch")
+    coverage = {row[0]: row[1] for row in rows}
+    assert coverage[f"batch {monitored.incident_batch_id}"] == 0
+    assert all(coverage[f"batch {b}"] == 100 for b in monitored.healthy_batch_ids)
+
+
+def test_every_alerting_row_is_notified_by_exactly_one_rule(reader, monitored):
+    notified: list[tuple[str, str]] = []
+    for uid in PER_BATCH_RULES:
+        names, _, rows = _run_as(reader, _rule_query(uid))
+        static_issue = _rule(uid).get("labels", {}).get("issue")
+        for row in rows:
+            issue = row[names.index("issue")] if "issue" in names else static_issue
+            notified.append((row[names.index("cj_batch_id")], issue))
+    with connect(monitored.database) as conn:
+        alerting = {
+            (str(batch), issue)
+            for batch, issue in conn.execute(
+                "select cj_batch_id, issue from cj_monitoring.cj_batch_alerts"
+            )
+        }
+    assert (str(monitored.incident_batch_id), "STUCK_FINALIZATION") in alerting
+    assert len(notified) == len(set(notified)), "an alert notified by two rules"
+    assert set(notified) == alerting

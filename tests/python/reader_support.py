@@ -1,0 +1,100 @@
+"""Shared by test_reader_role.py and test_grafana.py: a monitored ENG5 database, and a login
+in cj_health_reader to read it as Grafana would.
+
+Roles are cluster-wide. `cj_health_reader` itself is created by dbt (macros/grants.sql) and
+left in place; each test login is uniquely named and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg import conninfo, sql
+
+from cj_health.build import BUILD_ARGS
+from cj_health.db import Database, connect
+from cj_health.dbt_runner import run_dbt
+from cj_health.eng5.runner import execute_batch
+from cj_health.replay import replay_incident
+
+READER_ROLE = "cj_health_reader"
+# The marts, all granted to the reader: the health view, the alert view and the static list
+# of problem codes (no service data). Staging and intermediate views are never granted.
+MONITORING_VIEWS = ("cj_batch_health", "cj_batch_alerts", "cj_problem_codes")
+SERVICE_TABLES = (
+    "cj_batch_uploads",
+    "cj_batch_states",
+    "cj_processed_essays",
+    "cj_comparison_pairs",
+    "grade_projections",
+    "anchor_essay_references",
+    "event_outbox",
+)
+
+
+@dataclass(frozen=True)
+class MonitoredDatabase:
+    database: Database
+    healthy_batch_ids: tuple[int, ...]
+    incident_batch_id: int
+
+
+def build_monitored_database(database: Database, out_dir: Path) -> MonitoredDatabase:
+    """Two healthy ENG5 batches (the dev defaults) and the Batch 20 incident replayed with its
+    counts (`cj-health eng5 replay-incident`), then the seed and the models built as the first
+    step of `cj-health build` does (the dbt tests, its second step, fail on the incident on
+    purpose and are not needed here)."""
+    healthy = tuple(
+        execute_batch(database, seed=seed, out_dir=out_dir / f"seed{seed}").cj_batch_id
+        for seed in (1, 2)
+    )
+    incident = replay_incident(database)
+    result = run_dbt(database, BUILD_ARGS)
+    assert result.ok, result.output[-3000:]
+    return MonitoredDatabase(database, healthy, incident.cj_batch_id)
+
+
+@contextmanager
+def monitored_database(
+    admin: Database, template: str, out_dir: Path
+) -> Iterator[MonitoredDatabase]:
+    """A new database cloned from the CJ schema template, built by build_monitored_database,
+    dropped afterwards (for module-scoped fixtures: the ENG5 runs and dbt take a while)."""
+    name = f"cjt_{uuid.uuid4().hex[:12]}"
+    with connect(admin, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("create database {} template {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
+    try:
+        yield build_monitored_database(admin.with_dbname(name), out_dir)
+    finally:
+        with connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+            )
+
+
+@contextmanager
+def reader_login(database: Database) -> Iterator[Database]:
+    """A new LOGIN role granted cj_health_reader, as a Database to connect to; dropped after.
+    Both test servers trust local connections, so the login needs no password."""
+    name = f"cjt_reader_{uuid.uuid4().hex[:10]}"
+    with connect(database, autocommit=True) as conn:
+        conn.execute(sql.SQL("create role {} login").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("grant {} to {}").format(sql.Identifier(READER_ROLE), sql.Identifier(name))
+        )
+    params = conninfo.conninfo_to_dict(database.url)
+    params.pop("password", None)
+    params["user"] = name
+    try:
+        yield Database(conninfo.make_conninfo(**params), database.embedded)
+    finally:
+        with connect(database, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(name)))
