@@ -1,0 +1,36 @@
+"""`cj-health check [--json] [--no-refresh]`: the Great Expectations data checks."""
+
+from __future__ import annotations
+
+import argparse
+
+from cj_health.db import resolve_database
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "check",
+        help="run the Great Expectations checkpoint (exit 0 all hold, 1 a rule fails)",
+        description="Validate the CJ data rules (the dbt invariants, generated into GX suites) "
+        "and the health view with the Great Expectations checkpoint `cj_health`, update the "
+        "Data Docs, and print rule | status | failing batches. Exit 0 when every rule holds, "
+        "1 when any fails, 2 when the check cannot run.",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print a machine-readable summary instead"
+    )
+    parser.add_argument(
+        "--no-refresh",
+        dest="refresh",
+        action="store_false",
+        help="validate cj_batch_health as it is, without refreshing it first",
+    )
+    parser.set_defaults(handler=cmd_check)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from cj_health.check import run_check
+
+    report = run_check(resolve_database(), refresh=args.refresh)
+    print(report.to_json() if args.json else "\n".join(report.table_lines()))
+    return report.exit_code
