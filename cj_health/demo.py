@@ -78,7 +78,7 @@ def run_demo(database: Database, say: Say = print) -> DemoResult:
 
     step(say, 4, "cj-health build (dbt run, then dbt test)")
     built = build(database)
-    for line in built.summary_lines():
+    for line in built.summary().splitlines():
         say(f"  {line}")
     if not built.models_ok:
         raise CjHealthError("dbt could not build the monitoring models; see the lines above")
@@ -106,8 +106,9 @@ def run_demo(database: Database, say: Say = print) -> DemoResult:
         f"(CJ batch {incident.cj_batch_id}) is flagged on purpose; the healthy batches "
         f"{healthy} are HEALTHY."
     )
-    return DemoResult(healthy, incident.cj_batch_id, len(built.tests_failed),
-                      checked.exit_code, rows)
+    return DemoResult(
+        healthy, incident.cj_batch_id, len(built.tests_failed), checked.exit_code, rows
+    )
 
 
 def health_rows(database: Database) -> list[dict]:

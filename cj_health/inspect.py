@@ -208,8 +208,9 @@ def render_text(report: dict[str, Any]) -> str:
         f" partial scoring triggered: {c['partial_scoring_triggered']})",
         f"  pairs              {p['total']} total: {p['completed']} completed,"
         f" {p['errored']} errored, {p['pending']} pending",
-        f"  essays             {e['total']} rows (expected {report['expected_essay_count']}"
-        f" students): {e['anchors_by_flag']} anchors by is_anchor column,"
+        f"  essays             {e['total']} rows"
+        f" (expected essay count {report['expected_essay_count']}):"
+        f" {e['anchors_by_flag']} anchors by is_anchor column,"
         f" {e['anchors_by_metadata']} by metadata, {e['anchor_flag_mismatches']} mismatched",
         f"  grade projections  {pr['count']}"
         + (f" ({', '.join(f'{g}: {n}' for g, n in pr['by_grade'].items())})" if pr["count"] else "")
