@@ -113,21 +113,27 @@ def run_checkpoint(database: Database, root: Path) -> CheckpointOutcome:
     finally:
         os.environ.pop(CONNECTION_VARIABLE, None)
     rules: list[RuleResult] = []
+    broken: list[str] = []
     for validation in result.run_results.values():
         suite = validation.suite_name
         for outcome in validation.results:
-            rules.append(_rule_result(outcome, suite, database))
+            failure = _exception_message(outcome.exception_info)
+            if failure is None:
+                rules.append(_rule_result(outcome, suite))
+            else:
+                rule = (outcome.expectation_config.meta or {}).get("rule")
+                cause = _cause(_redact(failure, database))
+                broken.append(f"rule {rule or outcome.expectation_config.type} "
+                              f"(suite {suite}): {cause}")
+    if broken:
+        raise CjHealthError(f"{len(broken)} rule(s) could not run: " + "; ".join(broken))
     index = root / gx_context.DATA_DOCS_DIR / "index.html"
     return CheckpointOutcome(bool(result.success), rules, index)
 
 
-def _rule_result(outcome: Any, suite: str, database: Database) -> RuleResult:
+def _rule_result(outcome: Any, suite: str) -> RuleResult:
     config = outcome.expectation_config
     rule = (config.meta or {}).get("rule") or config.type
-    failure = _exception_message(outcome.exception_info)
-    if failure is not None:
-        message = _redact(failure, database)
-        raise CjHealthError(f"rule {rule} (suite {suite}) could not run: {_cause(message)}")
     details = outcome.result or {}
     batches: set[int] = set()
     rows = 0
