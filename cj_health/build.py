@@ -102,13 +102,16 @@ class BuildResult:
 
     def summary(self) -> str:
         lines = []
-        kinds = sorted({node.resource_type for node in self.models})
-        ok_count = len(self.models) - len(self.models_failed)
-        lines.append(f"models: {ok_count} of {len(self.models)} built ({', '.join(kinds)})")
+        if self.models:
+            kinds = sorted({node.resource_type for node in self.models})
+            ok_count = len(self.models) - len(self.models_failed)
+            lines.append(f"models: {ok_count} of {len(self.models)} built ({', '.join(kinds)})")
+        else:
+            lines.append("models: none built")
         for node in self.models_failed:
             lines.append(f"  {node.status.upper()} {node.name}: {node.message}")
         if not self.run.ok and not self.models_failed:
-            lines.append(f"  dbt failed: {_last_error_line(self.run.output)}")
+            lines.append(f"  dbt failed: {dbt_error(self.run.output)}")
         if self.test is None:
             lines.append("tests: not run (the models did not build)")
             return "\n".join(lines)
@@ -122,7 +125,7 @@ class BuildResult:
         for node in self.tests_broken:
             lines.append(f"  {node.status.upper()} {node.name}: {node.message}")
         if not self.test.ok and not self.tests and not self.tests_broken:
-            lines.append(f"  dbt failed: {_last_error_line(self.test.output)}")
+            lines.append(f"  dbt failed: {dbt_error(self.test.output)}")
         return "\n".join(lines)
 
 
@@ -237,7 +240,23 @@ def _first_line(message: object) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def _last_error_line(output: str) -> str:
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
+def dbt_error(output: str) -> str:
+    """dbt's reason for giving up, in one line: the two lines after "Encountered an error:"
+    (kind and place, then the message), else the last line that mentions an error."""
+    lines = [_strip_log_prefix(line) for line in output.splitlines() if line.strip()]
+    for index, line in enumerate(lines):
+        if line.startswith("Encountered an error"):
+            return ": ".join(lines[index + 1 : index + 3]) or line
     errors = [line for line in lines if "error" in line.lower()]
-    return (errors or lines or ["no output"])[-1]
+    return (errors or lines or ["no output (rerun with --verbose)"])[-1]
+
+
+def _strip_log_prefix(line: str) -> str:
+    # dbt prefixes its log lines with a colour code and a time: "\x1b[0m05:07:58  text"
+    text = line.strip()
+    if text.startswith("\x1b["):
+        text = text.split("m", 1)[-1]
+    head, _, rest = text.partition("  ")
+    if rest and head.count(":") == 2 and head.replace(":", "").isdigit():
+        text = rest
+    return text.strip()
