@@ -63,8 +63,12 @@ def _quiet_gx() -> None:
     warnings.filterwarnings("ignore", module="pydantic")
 
 
-def _redact(message: str, database: Database) -> str:
-    line = (message.strip().splitlines() or ["unknown error"])[0]
+def _redact(message: str, database: Database, *, first_line_only: bool = True) -> str:
+    """One line of `message`, without the database password or any URL's password."""
+    if first_line_only:
+        line = (message.strip().splitlines() or ["unknown error"])[0]
+    else:  # e.g. pydantic's "1 validation error for X / field / what is missing"
+        line = " ".join(message.split())[:400] or "unknown error"
     password = database.params.get("password")
     if password:
         line = line.replace(password, "***")
@@ -108,7 +112,8 @@ def run_checkpoint(database: Database, root: Path) -> CheckpointOutcome:
         raise
     except Exception as exc:  # GX wraps every failure in its own types: report one line
         raise CjHealthError(
-            f"the GX checkpoint could not run: {type(exc).__name__}: {_redact(str(exc), database)}"
+            f"the GX checkpoint could not run: {type(exc).__name__}: "
+            f"{_redact(str(exc), database, first_line_only=False)}"
         ) from None
     finally:
         os.environ.pop(CONNECTION_VARIABLE, None)

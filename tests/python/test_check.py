@@ -300,3 +300,14 @@ def test_an_asset_naming_a_missing_table_fails_with_its_name(built, context_copy
     )
     with pytest.raises(CjHealthError, match="no_such_table.*cj-health build"):
         run_check(database, context_root=context_copy, regenerate=False)
+
+
+def test_a_validation_naming_a_missing_suite_fails_with_its_name(built, context_copy) -> None:
+    database, _ = built
+    definition = context_copy / "validation_definitions" / "int_batch_facts.json"
+    document = json.loads(definition.read_text())
+    document["suite"] = {"name": "no_such_suite", "id": str(uuid.uuid4())}
+    definition.write_text(json.dumps(document))
+    with pytest.raises(CjHealthError, match="no_such_suite") as error:
+        run_check(database, context_root=context_copy, regenerate=False, refresh=False)
+    assert "\n" not in str(error.value)
