@@ -97,10 +97,12 @@ def built(admin_db: Database, schema_template: str, tmp_path_factory) -> Iterato
             )
 
 
-def rows(database: Database, view: str) -> dict[int, dict] | list[dict]:
+def rows(database: Database, view: str, order_by: str = "1") -> dict[int, dict] | list[dict]:
     with connect(database) as conn, conn.cursor(row_factory=dict_row) as cur:
         found = cur.execute(
-            sql.SQL("select * from {} order by 1").format(sql.Identifier(monitoring_schema(), view))
+            sql.SQL("select * from {} order by {}").format(
+                sql.Identifier(monitoring_schema(), view), sql.SQL(order_by)
+            )
         ).fetchall()
     if view == "cj_batch_health":
         return {row["cj_batch_id"]: row for row in found}
@@ -251,3 +253,19 @@ def test_stored_failures_hold_ids_not_student_writing_or_personal_data(built: Bu
     assert columns and not (columns & forbidden)
     leaks = [text for text in stored for needle in texts + people if needle in text]
     assert leaks == []
+
+
+def test_every_problem_code_is_documented_in_order(built: Built) -> None:
+    import re
+
+    from cj_health.paths import project_dir
+
+    listed = rows(built.database, "cj_problem_codes", order_by="severity_rank")
+    codes = [row["problem_code"] for row in listed]
+    ranks = [row["severity_rank"] for row in listed]
+    assert len(codes) >= 11 and ranks == list(range(1, len(codes) + 1))
+    docs = (project_dir() / "docs/problem_codes.md").read_text()
+    documented = re.findall(r"^\| \d+ \| `([A-Z_]+)` \|", docs, flags=re.MULTILINE)
+    assert documented == codes
+    marts = (project_dir() / "models/marts/_marts__models.yml").read_text()
+    assert re.findall(r"^      - ([A-Z_]+):", marts, flags=re.MULTILINE) == codes
