@@ -19,6 +19,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,7 +160,10 @@ def matrix(admin_db: Database, tmp_path_factory) -> Iterator[Matrix]:
             other = healthy_ids[0] if fault.needs_other_batch else None
             break_batch(broken, name, batch, other)
             faulty[name] = batch
-        yield Matrix(healthy_ids, faulty, _observe(clean), _observe(broken))
+        # The two databases are observed side by side: dbt and cj-health run as subprocesses.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            clean_layers, broken_layers = pool.map(_observe, (clean, broken))
+        yield Matrix(healthy_ids, faulty, clean_layers, broken_layers)
     finally:
         _drop_database(admin_db, clean)
         if broken is not None:
