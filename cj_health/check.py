@@ -50,6 +50,7 @@ class CheckReport:
             "rules": [rule.as_dict() for rule in self.rules],
             "failing_batches": self.failing_batches,
             "data_docs": str(self.data_docs_path),
+            "regenerated": self.regenerated,
         }
 
     def to_json(self) -> str:
@@ -61,6 +62,10 @@ class CheckReport:
         width = max([len("rule"), *(len(row[0]) for row in rows)])
         lines = [f"{'rule'.ljust(width)}  status  failing batches"]
         lines += [f"{name.ljust(width)}  {status:<6}  {batches}" for name, status, batches in rows]
+        if self.regenerated:
+            lines.append(
+                f"(GX context regenerated from the dbt project: {', '.join(self.regenerated)})"
+            )
         failed = sum(not rule.success for rule in self.rules)
         verdict = "all rules hold" if self.success else f"{failed} of {len(self.rules)} rules FAIL"
         lines.append(f"{verdict}; Data Docs: {self.data_docs_path}")

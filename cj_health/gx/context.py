@@ -392,12 +392,21 @@ def write(root: Path, files: dict[str, str]) -> list[str]:
     changed = differences(root, files)
     for name in changed:
         path = root / name
-        if name not in files:
-            path.unlink(missing_ok=True)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(files[name])
-        os.replace(temporary, path)
+        try:
+            if name not in files:
+                path.unlink(missing_ok=True)
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(
+                dir=path.parent, prefix=".tmp-", suffix=path.suffix
+            )
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(files[name])
+            os.replace(temporary, path)
+        except OSError as exc:
+            raise CjHealthError(
+                f"cannot update the GX context file {path} ({exc.strerror}); the dbt project's "
+                "rules changed since it was generated: run `cj-health check` as the project's "
+                "owner once"
+            ) from None
     return changed
