@@ -13,7 +13,9 @@ stale exactly when the data is broken. Here the views are always brought up to d
 and the tests then report what is wrong.
 
 `refresh(database)` runs `REFRESH MATERIALIZED VIEW CONCURRENTLY` on cj_batch_health with
-psycopg (no dbt start-up), or a plain refresh when the view was never populated.
+psycopg (no dbt start-up), or a plain refresh when the view was never populated, with the
+session settings of dbt var `cj_refresh_settings` (JIT off, more work_mem) for that
+transaction only.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from psycopg import sql
 from cj_health.db import Database, connect, monitoring_schema
 from cj_health.dbt_runner import DbtResult, run_dbt
 from cj_health.errors import EXIT_OK, EXIT_PROBLEMS_FOUND, EXIT_USAGE, CjHealthError
+from cj_health.paths import project_dir
 
 HEALTH_VIEW = "cj_batch_health"
 AUDIT_SCHEMA_SUFFIX = "_dbt_test__audit"
@@ -163,6 +166,16 @@ def build(
     return result
 
 
+def refresh_settings() -> dict[str, str]:
+    """The session settings for a refresh: dbt var `cj_refresh_settings` in dbt_project.yml,
+    which the dbt model's pre-hook applies too (one definition)."""
+    import yaml
+
+    project = yaml.safe_load((project_dir() / "dbt_project.yml").read_text())
+    settings = (project.get("vars") or {}).get("cj_refresh_settings") or {}
+    return {str(name): str(value) for name, value in settings.items()}
+
+
 def refresh(database: Database) -> RefreshResult:
     """Refresh cj_batch_health; concurrently (readers never wait) once it has been populated."""
     schema = monitoring_schema()
@@ -184,7 +197,10 @@ def refresh(database: Database) -> RefreshResult:
         )
         started = time.perf_counter()
         try:
-            conn.execute(statement)
+            with conn.transaction():
+                for name, value in refresh_settings().items():
+                    conn.execute("select set_config(%s, %s, true)", (name, value))
+                conn.execute(statement)
         except psycopg.Error as exc:
             message = exc.diag.message_primary or type(exc).__name__
             raise CjHealthError(

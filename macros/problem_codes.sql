@@ -25,8 +25,6 @@
          'summary': 'A COMPLETED batch lacks its completion event or its result event in the outbox.'},
         {'code': 'EVENT_CORRELATION_MISMATCH', 'severity': 'critical', 'since': 'completed_at',
          'summary': "A finalization event does not carry the upload's event_correlation_id."},
-        {'code': 'PAIR_BATCH_MISMATCH', 'severity': 'critical', 'since': 'created_at',
-         'summary': 'A comparison pair of this batch compares an essay of another batch.'},
         {'code': 'STALLED', 'severity': 'warning', 'since': 'last_activity_at',
          'summary': 'State INITIALIZING, GENERATING_PAIRS or WAITING_CALLBACKS with no activity for longer than stalled_after_minutes.'},
         {'code': 'COUNTER_MISMATCH', 'severity': 'warning', 'since': 'completed_at',
@@ -65,5 +63,23 @@
         now()
     {%- else -%}
         cast('{{ as_of | replace("'", "''") }}' as timestamptz)
+    {%- endif -%}
+{% endmacro %}
+
+
+{#- When a problem's condition began, as far as the data tells, from the code's `since`:
+    the last activity for conditions of time passing, the completion (else the last
+    activity) for faults of finalization, the batch's creation for faults in the rows written
+    when the batch was set up. `relation` qualifies the columns (optional). -#}
+{% macro cj_since_expression(since, relation=none) %}
+    {%- set prefix = relation ~ '.' if relation else '' -%}
+    {%- if since == 'last_activity_at' -%}
+        {{ prefix }}last_activity_at
+    {%- elif since == 'completed_at' -%}
+        coalesce({{ prefix }}completed_at, {{ prefix }}last_activity_at)
+    {%- elif since == 'created_at' -%}
+        {{ prefix }}created_at
+    {%- else -%}
+        {{ exceptions.raise_compiler_error("unknown since column " ~ since) }}
     {%- endif -%}
 {% endmacro %}

@@ -76,3 +76,19 @@
         {%- endfor %}
     {%- endif -%}
 {% endmacro %}
+
+
+{#- Pre-hook of cj_batch_health: var cj_refresh_settings for this transaction only
+    (cj_health.build.refresh applies the same var). -#}
+{% macro cj_refresh_session_settings() %}
+    {%- set settings = var('cj_refresh_settings', {}) -%}
+    {%- if settings -%}
+        select
+        {%- for name, value in settings.items() %}
+            set_config(
+                '{{ name | replace("'", "''") }}', '{{ value | replace("'", "''") }}', true
+            )
+            {%- if not loop.last %},{% endif %}
+        {%- endfor %}
+    {%- endif -%}
+{% endmacro %}

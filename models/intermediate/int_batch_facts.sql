@@ -52,7 +52,6 @@ joined as (
         coalesce(pairs.pairs_completed, 0) as pairs_completed,
         coalesce(pairs.pairs_errored, 0) as pairs_errored,
         coalesce(pairs.pairs_pending, 0) as pairs_pending,
-        coalesce(pairs.cross_batch_pair_count, 0) as cross_batch_pair_count,
         coalesce(states.partial_scoring_triggered, false) as partial_scoring_triggered,
         coalesce(essays.projection_count, 0) as projection_count,
         coalesce(essays.anchor_projection_count, 0) as anchor_projection_count,

@@ -3,9 +3,9 @@
     materialized copy of this view; the dbt unit tests exercise every rule here. Time is
     judged at cj_health_as_of(): now() when the view is refreshed. -#}
 {%- set codes = cj_problem_codes() -%}
-{%- set alerting_codes = [] -%}
+{%- set alerting = [] -%}
 {%- for problem in codes if problem.severity in cj_alerting_severities() -%}
-    {%- do alerting_codes.append(problem.code) -%}
+    {%- do alerting.append(problem) -%}
 {%- endfor -%}
 
 with facts as (
@@ -52,7 +52,6 @@ judged as (
         misattributed_projection_count > 0 as has_misattributed_projection,
         has_missing_events as has_events_missing,
         correlation_mismatch_event_count > 0 as has_event_correlation_mismatch,
-        cross_batch_pair_count > 0 as has_pair_batch_mismatch,
         coalesce(
             cj_state in ('INITIALIZING', 'GENERATING_PAIRS', 'WAITING_CALLBACKS')
             and minutes_since_activity > {{ cj_threshold('stalled_after_minutes') }},
@@ -96,9 +95,20 @@ verdict as (
             end
         ) as health_status,
         issues && array[
-            {%- for code in alerting_codes %}'{{ code }}'{% if not loop.last %}, {% endif %}
+            {%- for problem in alerting %}'{{ problem.code }}'{% if not loop.last %}, {% endif %}
             {%- endfor %}
-        ]::text[] as is_alerting
+        ]::text[] as is_alerting,
+        {#- Null unless alerting. Besides telling since when, it keeps REFRESH MATERIALIZED
+            VIEW CONCURRENTLY cheap: its check for duplicate rows sorts every row without a
+            null column, which would be most rows without this one. #}
+        least(
+            {%- for problem in alerting %}
+                case
+                    when has_{{ problem.code | lower }}
+                        then {{ cj_since_expression(problem.since) }}
+                end{% if not loop.last %},{% endif %}
+            {%- endfor %}
+        ) as alerting_since
     from listed
 )
 
@@ -125,7 +135,6 @@ select
     pairs_completed,
     pairs_errored,
     pairs_pending,
-    cross_batch_pair_count,
     partial_scoring_triggered,
     projection_count,
     anchor_projection_count,
@@ -146,5 +155,6 @@ select
     refreshed_at,
     issues,
     health_status,
-    is_alerting
+    is_alerting,
+    alerting_since
 from verdict

@@ -1,6 +1,8 @@
-{#- Comparison pairs per batch, by their outcome. -#}
+{#- Comparison pairs per batch, by their outcome: one pass over the pairs, no join. (Pairs
+    comparing an essay of another batch are invariant 6's subject, a dbt test: the join to
+    the essays it needs would double the cost of refreshing cj_batch_health.) -#}
 with pairs as (
-    select * from {{ ref('int_comparison_pairs_joined_to_essays') }}
+    select * from {{ ref('stg_cj__comparison_pairs') }}
 ),
 
 aggregated as (
@@ -11,7 +13,6 @@ aggregated as (
         count(*) filter (where pair_status = 'errored') as pairs_errored,
         count(*) filter (where pair_status = 'pending') as pairs_pending,
         count(*) filter (where pair_status = 'unknown') as pairs_with_unknown_winner,
-        count(*) filter (where is_cross_batch_pair) as cross_batch_pair_count,
         greatest(
             max(submitted_at), max(completed_at), max(error_timestamp)
         ) as last_pair_activity_at

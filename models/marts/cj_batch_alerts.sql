@@ -1,7 +1,5 @@
 {#- One row per batch and problem that is alerting now. `since` is when the condition began
-    as far as the data tells: the last activity for conditions about time passing, the
-    completion time (else the last activity) for faults of finalization, the batch's creation
-    for faults in the rows written when the batch was set up. -#}
+    as far as the data tells (macro cj_since_expression). -#}
 with health as (
     select * from {{ ref('cj_batch_health') }}
 ),
@@ -28,11 +26,11 @@ alerts as (
         batch_issues.cj_batch_id,
         batch_issues.issue,
         problem_codes.severity,
-        case problem_codes.since_column
-            when 'last_activity_at' then batch_issues.last_activity_at
-            when 'completed_at'
-                then coalesce(batch_issues.completed_at, batch_issues.last_activity_at)
-            else batch_issues.created_at
+        case batch_issues.issue
+            {%- for problem in cj_problem_codes() %}
+                when '{{ problem.code }}'
+                    then {{ cj_since_expression(problem.since, 'batch_issues') }}
+            {%- endfor %}
         end as since,
         batch_issues.refreshed_at
     from batch_issues

@@ -7,6 +7,7 @@
     indexes=[{'columns': ['cj_batch_id'], 'unique': true}],
     on_configuration_change='apply',
     persist_docs={'relation': true, 'columns': false},
+    pre_hook="{{ cj_refresh_session_settings() }}",
     post_hook="{{ cj_document_materialized_view() }}"
 ) }}
 

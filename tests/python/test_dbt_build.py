@@ -239,8 +239,10 @@ def test_dbt_run_rebuilds_the_view_when_its_definition_changes(
     project = copy_project(tmp_path)
     monkeypatch.setenv("CJ_HEALTH_PROJECT_DIR", str(project))
     mart = project / "models/marts/cj_batch_health.sql"
+    original = mart.read_text()
+    assert "select * from {{ ref('int_batch_health') }}" in original
     mart.write_text(
-        mart.read_text().replace(
+        original.replace(
             "select * from {{ ref('int_batch_health') }}",
             "select *, 42 as definition_probe from {{ ref('int_batch_health') }}",
         )
@@ -252,11 +254,10 @@ def test_dbt_run_rebuilds_the_view_when_its_definition_changes(
     assert rebuilt_oid != oid and rebuilt_comment != comment
 
     intermediate = project / "models/intermediate/int_batch_health.sql"
+    original = intermediate.read_text()
+    assert original.count("\nfrom verdict") == 1  # the final select: add a last column
     intermediate.write_text(
-        intermediate.read_text().replace(
-            "    is_alerting\nfrom verdict",
-            "    is_alerting,\n    7 as appended_probe\nfrom verdict",
-        )
+        original.replace("\nfrom verdict", ",\n    7 as appended_probe\nfrom verdict")
     )
     dbt_run(database)
     with connect(database) as conn:

@@ -186,6 +186,9 @@ def test_the_alert_view_has_one_row_per_alerting_batch_and_issue(built: Built) -
     assert {a["severity"] for a in alerts} <= {"critical", "warning"}
     assert all(a["since"] is not None for a in alerts)
     assert built.healthy not in {a["cj_batch_id"] for a in alerts}
+    for cj_batch_id, row in health.items():
+        since = [a["since"] for a in alerts if a["cj_batch_id"] == cj_batch_id]
+        assert row["alerting_since"] == (min(since) if since else None)
 
 
 def test_build_reports_the_broken_invariants(built: Built) -> None:
