@@ -77,6 +77,7 @@ class Interleaved:
     refresh_seconds: list[float] = field(default_factory=list)
     bound_seconds: list[float] = field(default_factory=list)
     bound_by_table: dict[str, list[float]] = field(default_factory=dict)
+    settings: dict[str, str] = field(default_factory=dict)  # the refresh session's settings
 
     @property
     def refresh_median(self) -> float:
@@ -129,6 +130,17 @@ def refresh_statement() -> sql.Composed:
     return sql.SQL("refresh materialized view concurrently {}").format(health_view())
 
 
+def apply_refresh_settings(conn: psycopg.Connection) -> dict[str, str]:
+    """The session settings `cj-health refresh` runs the refresh with (cj_health.build:
+    dbt var `cj_refresh_settings`, e.g. JIT off and a larger work_mem), for this session."""
+    from cj_health.build import refresh_settings
+
+    settings = refresh_settings()
+    for name, value in settings.items():
+        conn.execute("select set_config(%s, %s, false)", (name, value))
+    return settings
+
+
 def _timed(conn: psycopg.Connection, statement) -> float:
     started = time.perf_counter()
     conn.execute(statement)
@@ -152,10 +164,12 @@ def lower_bound_once(conn: psycopg.Connection) -> dict[str, float]:
 
 def refresh_and_bound(database: Database, repeat: int) -> Interleaved:
     """`repeat` refreshes and `repeat` lower-bound passes, alternating, after one warm-up
-    of each (its times are dropped: the first pass reads the tables into the cache)."""
+    of each (its times are dropped: the first pass reads the tables into the cache). Both run
+    in one session with the refresh's session settings, so they see the same conditions."""
     result = Interleaved(bound_by_table={table: [] for table in LOWER_BOUND_QUERIES})
     with connect(database, autocommit=True) as conn:
         _set_source_path(conn)
+        result.settings = apply_refresh_settings(conn)
         _timed(conn, refresh_statement())
         lower_bound_once(conn)
         for _ in range(repeat):
@@ -219,6 +233,7 @@ def reader_wait(database: Database, idle_reads: int = 50) -> ReaderWait:
         database, autocommit=True
     ) as refresher:
         reader.prepare_threshold = None
+        apply_refresh_settings(refresher)
         idle = []
         for _ in range(idle_reads):
             idle.append(_timed(reader, reader_sql))
@@ -305,6 +320,7 @@ def explain_refresh_query(database: Database) -> str:
         ).fetchone()
         if definition is None:
             raise CjHealthError(f"{monitoring_schema()}.{HEALTH_VIEW} does not exist")
+        apply_refresh_settings(conn)
         rows = conn.execute(
             "explain (analyze, buffers) " + definition[0].rstrip().rstrip(";")
         ).fetchall()

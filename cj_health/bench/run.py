@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ from cj_health.schema import init_schema
 
 DEFAULT_REPEAT = 5
 DEFAULT_ALERT_RUNS = 1000
-DEFAULT_PEER_SAMPLE = 10_000  # above this many batches the peer runs on an even sample
+PEER_ALL_UP_TO = 10_000  # the peer inspects every batch up to this many batches,
+PEER_SAMPLE_ABOVE = 2_000  # and an even sample of this many above (extrapolated)
 FINALIZER_ESSAYS = 200
 FINALIZER_COMPARISONS = 4000
 FINALIZER_RUNS = 3  # batches finalized; medians reported
@@ -44,7 +46,7 @@ class BenchOptions:
     out: Path | None = None
     keep: bool = False
     alert_runs: int = DEFAULT_ALERT_RUNS
-    peer_sample: int | None = DEFAULT_PEER_SAMPLE  # None: every batch
+    peer_sample: int | None = None  # None: the default above; 0: every batch
     explain: bool = False  # also write EXPLAIN (ANALYZE, BUFFERS) of the view's query
 
     def validate(self) -> None:
@@ -54,8 +56,15 @@ class BenchOptions:
             raise CjHealthError("--repeat must be at least 1")
         if self.alert_runs < 1:
             raise CjHealthError("--alert-runs must be at least 1")
-        if self.peer_sample is not None and self.peer_sample < 1:
-            raise CjHealthError("--peer-sample must be at least 1 (0 means every batch)")
+        if self.peer_sample is not None and self.peer_sample < 0:
+            raise CjHealthError("--peer-sample must be 0 (every batch) or more")
+
+    @property
+    def peer_batches(self) -> int | None:
+        """How many batches the naive peer inspects; None: every batch."""
+        if self.peer_sample is None:
+            return None if self.batches <= PEER_ALL_UP_TO else PEER_SAMPLE_ABOVE
+        return self.peer_sample or None
 
     @property
     def out_path(self) -> Path:
@@ -110,12 +119,17 @@ def drop_bench_database(server: Database, bench: Database) -> None:
 
 
 def build_models(database: Database) -> None:
-    """dbt seed + run (no tests: the faulty batches would fail them, as they should)."""
-    for args in (["seed"], ["run"]):
-        result = run_dbt(database, args)
-        if not result.ok:
-            tail = " | ".join(line for line in result.output.splitlines()[-5:] if line.strip())
-            raise CjHealthError(f"dbt {args[0]} failed on {database.display}: {tail}")
+    """dbt seed + run (no tests: the faulty batches would fail them, as they should), with a
+    dbt target path of its own so that no other dbt run in the project is disturbed."""
+    with tempfile.TemporaryDirectory(prefix="cj-bench-dbt-") as target:
+        paths = ["--target-path", target, "--log-path", target]
+        for step in ("seed", "run"):
+            result = run_dbt(database, [step, *paths])
+            if not result.ok:
+                lines = [line for line in result.output.splitlines() if line.strip()]
+                raise CjHealthError(
+                    f"dbt {step} failed on {database.display}: {' | '.join(lines[-5:])}"
+                )
 
 
 def run_bench(
@@ -152,7 +166,7 @@ def _run_in(bench: Database, options: BenchOptions, log: Log) -> dict[str, Any]:
     timed = measure.refresh_and_bound(bench, options.repeat)
 
     ids = list(range(1, options.batches + 1))
-    sample = naive_peer.sample_batch_ids(ids, options.peer_sample)
+    sample = naive_peer.sample_batch_ids(ids, options.peer_batches)
     log(f"naive peer over {len(sample)} batches")
     peer = naive_peer.run_peer(bench, sample, progress=progress_printer("inspected", log))
     extrapolated = len(sample) < len(ids)
@@ -189,6 +203,7 @@ def _run_in(bench: Database, options: BenchOptions, log: Log) -> dict[str, Any]:
             "runs_ms": _ms_list(timed.refresh_seconds),
             "median_ms": refresh_median * 1000.0,
             "per_batch_us": refresh_median * 1e6 / options.batches,
+            "session_settings": timed.settings,
         },
         "lower_bound": {
             "runs_ms": _ms_list(timed.bound_seconds),

@@ -46,9 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default 5)")
     parser.add_argument("--alert-runs", type=_positive, default=1000, metavar="R",
                         help="runs of the alert query for p50/p99 (default 1000)")
-    parser.add_argument("--peer-sample", type=_sample, default=10_000, metavar="M",
+    parser.add_argument("--peer-sample", type=_sample, default=None, metavar="M",
                         help="run the naive peer on M batches spread evenly and extrapolate "
-                        "to all (default 10000; 0: every batch)")
+                        "to all (default: every batch up to 10000 batches, else 2000; "
+                        "0: every batch)")
     parser.add_argument("--explain", action="store_true",
                         help="add EXPLAIN (ANALYZE, BUFFERS) of the view's query to the JSON")
     parser.add_argument("--keep", action="store_true",
@@ -56,9 +57,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=cmd_bench)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # run_bench drops its database on the way out
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    import signal
+
     from cj_health.bench.report import render_table
     from cj_health.bench.run import BenchOptions, run_bench
+
+    signal.signal(signal.SIGTERM, _interrupt)
 
     options = BenchOptions(
         batches=args.batches,
@@ -66,7 +75,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         out=args.out,
         keep=args.keep,
         alert_runs=args.alert_runs,
-        peer_sample=args.peer_sample or None,
+        peer_sample=args.peer_sample,
         explain=args.explain,
     )
     print(render_table(run_bench(options)))

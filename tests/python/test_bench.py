@@ -124,6 +124,13 @@ def test_finalization_batch_waits_with_every_comparison_done(cj_db: Database) ->
 # --- pieces without a database -----------------------------------------------------------
 
 
+def test_peer_runs_on_every_batch_up_to_10k_and_on_a_sample_above() -> None:
+    assert BenchOptions(batches=10_000).peer_batches is None
+    assert BenchOptions(batches=100_000).peer_batches == 2_000
+    assert BenchOptions(batches=100_000, peer_sample=0).peer_batches is None
+    assert BenchOptions(batches=50, peer_sample=7).peer_batches == 7
+
+
 def test_peer_sample_spreads_over_all_batches() -> None:
     ids = list(range(1, 1001))
     sample = naive_peer.sample_batch_ids(ids, 10)
@@ -170,7 +177,6 @@ def small_run(admin_db: Database, tmp_path_factory) -> Iterator[tuple[dict, Data
     lines: list[str] = []
     options = BenchOptions(
         batches=SMALL_RUN_BATCHES, repeat=2, out=out, keep=True, alert_runs=20,
-        peer_sample=None,
     )
     result = run_bench(options, server=admin_db, log=lines.append)
     kept = [line.split()[-1] for line in lines if line.startswith("kept the benchmark")]
