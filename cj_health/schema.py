@@ -79,8 +79,8 @@ def apply_migrations(conn: psycopg.Connection) -> InitResult:
     conn.execute("select pg_advisory_xact_lock(hashtext('cj_health_schema_migrations'))")
     conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
     conn.execute(sql.SQL("set local search_path to {}").format(sql.Identifier(schema)))
-    has_ledger = _table_exists(conn, schema, LEDGER_TABLE)
-    if not has_ledger and _table_exists(conn, schema, "cj_batch_uploads"):
+    has_ledger = table_exists(conn, schema, LEDGER_TABLE)
+    if not has_ledger and table_exists(conn, schema, "cj_batch_uploads"):
         result.existing_service_schema = True
         return result
     conn.execute(
@@ -115,7 +115,7 @@ def apply_migrations(conn: psycopg.Connection) -> InitResult:
     return result
 
 
-def _table_exists(conn, schema: str, table: str) -> bool:
+def table_exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
     row = conn.execute(
         "select 1 from information_schema.tables where table_schema = %s and table_name = %s",
         (schema, table),

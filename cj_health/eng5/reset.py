@@ -19,7 +19,7 @@ from psycopg import sql
 
 from cj_health.db import Database, connect, source_schema
 from cj_health.errors import CjHealthError, Refused
-from cj_health.schema import LEDGER_TABLE, SERVICE_TABLES, apply_migrations
+from cj_health.schema import LEDGER_TABLE, SERVICE_TABLES, apply_migrations, table_exists
 
 PROTECTED_ENVIRONMENTS = ("staging", "production")
 DEV_ENVIRONMENTS = ("dev", "test")
@@ -72,7 +72,7 @@ def reset(
     schema = source_schema()
     result = ResetResult(database=database.display, dropped=drop)
     with connect(database) as conn, conn.transaction():
-        missing = [table for table in SERVICE_TABLES if not _table_exists(conn, schema, table)]
+        missing = [table for table in SERVICE_TABLES if not table_exists(conn, schema, table)]
         if missing and not drop:
             raise CjHealthError(
                 f"{database.display} has no CJ table(s) {', '.join(missing)}; run "
@@ -102,11 +102,3 @@ def _drop_tables(conn, schema: str) -> None:
     conn.execute(sql.SQL("drop table if exists {} cascade").format(sql.SQL(", ").join(tables)))
     types = [sql.Identifier(schema, name) for name in ENUM_TYPES]
     conn.execute(sql.SQL("drop type if exists {} cascade").format(sql.SQL(", ").join(types)))
-
-
-def _table_exists(conn, schema: str, table: str) -> bool:
-    row = conn.execute(
-        "select 1 from information_schema.tables where table_schema = %s and table_name = %s",
-        (schema, table),
-    ).fetchone()
-    return row is not None
