@@ -21,8 +21,8 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check cj_health python_fix tests
-	# sqlfluff's dbt templater opens a connection (it lists relations): use the PG15 server.
-	eval "$$(CJ_DATABASE_URL=$(PG15_URL) $(BIN)/cj-health db env)" && \
+	# sqlfluff's dbt templater opens a connection (it lists relations): use the embedded server.
+	eval "$$(env -u CJ_DATABASE_URL $(BIN)/cj-health db env)" && \
 	  $(BIN)/sqlfluff lint models macros tests/dbt
 
 # The whole suite, once against the embedded server and once against PostgreSQL 15.
