@@ -25,8 +25,10 @@ lint: install
 	eval "$$(env -u CJ_DATABASE_URL $(BIN)/cj-health db env)" && \
 	  $(BIN)/sqlfluff lint models macros tests/dbt
 
-# The whole suite, once against the embedded server and once against PostgreSQL 15.
-test: lint test-embedded test-pg15
+# The whole suite, once against the embedded server and once against PostgreSQL 15, side by
+# side (one core each); each run's output is printed whole when it ends.
+test: lint
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-embedded test-pg15
 
 test-embedded: install
 	env -u CJ_TEST_ADMIN_URL -u CJ_DATABASE_URL $(BIN)/pytest

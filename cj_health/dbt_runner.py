@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,13 @@ def run_dbt(
     """Run `dbt <args>` in the project against `database`; return its exit code and output.
 
     dbt's own exit codes: 0 success, 1 a model or test failed, 2 dbt itself could not run.
+    Unless `args` name a `--target-path`, dbt works in a temporary one of its own, so that two
+    runs at once (a schedule and an operator, or two test servers) never share parse state.
     """
+    if "--target-path" not in args:
+        with tempfile.TemporaryDirectory(prefix="cj-health-dbt-") as target:
+            paths = ["--target-path", target, "--log-path", target]
+            return run_dbt(database, [*args, *paths], dbt_vars=dbt_vars, echo=echo)
     command = [
         dbt_executable(),
         *args,
@@ -62,7 +69,5 @@ def run_dbt(
     if echo:
         proc = subprocess.run(command, env=env, cwd=project_dir(), text=True)
         return DbtResult(args, proc.returncode, "")
-    proc = subprocess.run(
-        command, env=env, cwd=project_dir(), text=True, capture_output=True
-    )
+    proc = subprocess.run(command, env=env, cwd=project_dir(), text=True, capture_output=True)
     return DbtResult(args, proc.returncode, proc.stdout + proc.stderr)
