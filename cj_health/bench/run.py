@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import statistics
 import sys
-import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,17 +118,15 @@ def drop_bench_database(server: Database, bench: Database) -> None:
 
 
 def build_models(database: Database) -> None:
-    """dbt seed + run (no tests: the faulty batches would fail them, as they should), with a
-    dbt target path of its own so that no other dbt run in the project is disturbed."""
-    with tempfile.TemporaryDirectory(prefix="cj-bench-dbt-") as target:
-        paths = ["--target-path", target, "--log-path", target]
-        for step in ("seed", "run"):
-            result = run_dbt(database, [step, *paths])
-            if not result.ok:
-                lines = [line for line in result.output.splitlines() if line.strip()]
-                raise CjHealthError(
-                    f"dbt {step} failed on {database.display}: {' | '.join(lines[-5:])}"
-                )
+    """dbt seed + run (no tests: the faulty batches would fail them, as they should); run_dbt
+    gives each step a target path of its own, so no other dbt run is disturbed."""
+    for step in ("seed", "run"):
+        result = run_dbt(database, [step])
+        if not result.ok:
+            lines = [line for line in result.output.splitlines() if line.strip()]
+            raise CjHealthError(
+                f"dbt {step} failed on {database.display}: {' | '.join(lines[-5:])}"
+            )
 
 
 def run_bench(
