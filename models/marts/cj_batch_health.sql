@@ -4,7 +4,10 @@
     (they are not in information_schema.columns). -#}
 {{ config(
     materialized='materialized_view',
-    indexes=[{'columns': ['cj_batch_id'], 'unique': true}],
+    indexes=[
+        {'columns': ['cj_batch_id'], 'unique': true},
+        {'columns': ['is_alerting', 'cj_batch_id']},
+    ],
     on_configuration_change='apply',
     persist_docs={'relation': true, 'columns': false},
     pre_hook="{{ cj_refresh_session_settings() }}",
