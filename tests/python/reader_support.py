@@ -25,15 +25,6 @@ READER_ROLE = "cj_health_reader"
 # The marts, all granted to the reader: the health view, the alert view and the static list
 # of problem codes (no service data). Staging and intermediate views are never granted.
 MONITORING_VIEWS = ("cj_batch_health", "cj_batch_alerts", "cj_problem_codes")
-SERVICE_TABLES = (
-    "cj_batch_uploads",
-    "cj_batch_states",
-    "cj_processed_essays",
-    "cj_comparison_pairs",
-    "grade_projections",
-    "anchor_essay_references",
-    "event_outbox",
-)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from psycopg import errors, sql
 from reader_support import (
     MONITORING_VIEWS,
     READER_ROLE,
-    SERVICE_TABLES,
     MonitoredDatabase,
     monitored_database,
     reader_login,
@@ -24,6 +23,7 @@ from reader_support import (
 
 from cj_health.build import refresh
 from cj_health.db import Database, connect, monitoring_schema, source_schema
+from cj_health.schema import SERVICE_TABLES
 
 WRITE_PRIVILEGES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 DROP_KIND = {"m": "materialized view", "v": "view", "r": "table"}
