@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from psycopg import sql
@@ -92,3 +94,37 @@ def cj_env(cj_db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
     """`cj_db`, also named by CJ_DATABASE_URL so that CLI functions use it."""
     monkeypatch.setenv("CJ_DATABASE_URL", cj_db.url)
     return cj_db
+
+
+@contextmanager
+def eng5_template(
+    admin: Database, seeds: Sequence[int], out_dir: Path
+) -> Iterator[tuple[str, list[int]]]:
+    """A database with the CJ schema and one healthy ENG5 batch per seed, for cloning with
+    make_database(template=name); yields (name, batch ids) and drops it afterwards."""
+    from cj_health.eng5.runner import execute_batch
+
+    database = _create(admin)
+    try:
+        init_schema(database)
+        ids = [
+            execute_batch(database, seed=seed, out_dir=out_dir / str(seed)).cj_batch_id
+            for seed in seeds
+        ]
+        yield database.dbname, ids
+    finally:
+        _drop(admin, database.dbname)
+
+
+def table_fingerprint(database: Database, tables: Sequence[str]) -> dict[str, str]:
+    """A fingerprint of every row of each table: equal fingerprints, unchanged rows."""
+    with connect(database) as conn:
+        return {
+            table: conn.execute(
+                sql.SQL(
+                    "select count(*)::text || ':' || coalesce(md5(string_agg(t::text, "
+                    "',' order by t::text)), '') from {} t"
+                ).format(sql.Identifier(table))
+            ).fetchone()[0]
+            for table in tables
+        }

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jinja2
 import pytest
-from psycopg import sql
+from conftest import eng5_template
 
 from cj_health import cli
 from cj_health.check import CheckReport, run_check
@@ -32,7 +32,6 @@ from cj_health.gx.invariants import (
 )
 from cj_health.gx.run import RuleResult
 from cj_health.paths import project_dir
-from cj_health.schema import init_schema
 
 ROOT = gx_context.default_root()
 PROJECT = project_dir()
@@ -158,29 +157,11 @@ def built_template(admin_db: Database, tmp_path_factory) -> Iterator[tuple[str, 
     """Three healthy ENG5 batches with the monitoring models built (cloned for each test)."""
     from cj_health.build import BUILD_ARGS
     from cj_health.dbt_runner import run_dbt
-    from cj_health.eng5.runner import execute_batch
 
-    name = f"cjt_{uuid.uuid4().hex[:12]}"
-    with connect(admin_db, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    try:
-        database = admin_db.with_dbname(name)
-        init_schema(database)
-        out = tmp_path_factory.mktemp("runs")
-        ids = [
-            execute_batch(database, seed=seed, out_dir=out / str(seed)).cj_batch_id
-            for seed in (11, 12, 13)
-        ]
-        target = str(tmp_path_factory.mktemp("dbt-target"))  # never shared with another run
-        paths = ["--target-path", target, "--log-path", target]
-        models = run_dbt(database, [*BUILD_ARGS, *paths])  # the models; no dbt tests needed
+    with eng5_template(admin_db, (11, 12, 13), tmp_path_factory.mktemp("runs")) as (name, ids):
+        models = run_dbt(admin_db.with_dbname(name), BUILD_ARGS)  # the models; no dbt tests
         assert models.ok, models.output[-2000:]
         yield name, ids
-    finally:
-        with connect(admin_db, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-            )
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import uuid
 
 import numpy as np
 import pytest
+from conftest import table_fingerprint
 from psycopg import sql
 
 from cj_health import cli
@@ -36,16 +37,7 @@ ADJACENT_FLOOR = 0.80
 
 def _snapshot(database: Database) -> dict[str, str]:
     """A fingerprint of every row of every CJ table."""
-    with connect(database) as conn:
-        return {
-            table: conn.execute(
-                sql.SQL(
-                    "select count(*)::text || ':' || coalesce(md5(string_agg(t::text, "
-                    "',' order by t::text)), '') from {} t"
-                ).format(sql.Identifier(table))
-            ).fetchone()[0]
-            for table in SERVICE_TABLES
-        }
+    return table_fingerprint(database, SERVICE_TABLES)
 
 
 def _count(database: Database, query: str, params: tuple = ()) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import eng5_template
 from psycopg import sql
 
 from cj_health import cli
@@ -24,7 +25,6 @@ from cj_health.replay import (
     replay_batch20,
     replay_incident,
 )
-from cj_health.schema import init_schema
 
 FACTS_SQL = """
 select
@@ -136,25 +136,8 @@ def snapshot(database: Database, cj_batch_id: int) -> list:
 @pytest.fixture(scope="module")
 def healthy_template(admin_db: Database, tmp_path_factory) -> Iterator[tuple[str, list[int]]]:
     """A database holding two healthy ENG5 batches, cloned for each test."""
-    from cj_health.eng5.runner import execute_batch
-
-    name = f"cjt_{uuid.uuid4().hex[:12]}"
-    with connect(admin_db, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    try:
-        database = admin_db.with_dbname(name)
-        init_schema(database)
-        out = tmp_path_factory.mktemp("runs")
-        ids = [
-            execute_batch(database, seed=seed, out_dir=out / str(seed)).cj_batch_id
-            for seed in (1, 2)
-        ]
-        yield name, ids
-    finally:
-        with connect(admin_db, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-            )
+    with eng5_template(admin_db, (1, 2), tmp_path_factory.mktemp("runs")) as template:
+        yield template
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
+from conftest import table_fingerprint
 
 from cj_health.db import Database, connect
 from cj_health.eng5.runner import ExecuteResult, execute_batch
@@ -80,16 +80,7 @@ def _batch_facts(database: Database, cj_batch_id: int) -> dict:
 
 def _snapshot(database: Database) -> dict[str, str]:
     """A fingerprint of every row of every CJ table."""
-    with connect(database) as conn:
-        return {
-            table: conn.execute(
-                sql.SQL(
-                    "select count(*)::text || ':' || coalesce(md5(string_agg(t::text, "
-                    "',' order by t::text)), '') from {} t"
-                ).format(sql.Identifier(table))
-            ).fetchone()[0]
-            for table in SERVICE_TABLES
-        }
+    return table_fingerprint(database, SERVICE_TABLES)
 
 
 # --- the happy path ------------------------------------------------------------------------
