@@ -28,9 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from cj_health.build import build
-    from cj_health.db import resolve_database
+    from cj_health.target import resolve_target
 
-    database = resolve_database()
+    database = resolve_target().database
     print(f"cj-health build: {database.display}", flush=True)
     result = build(database, echo=args.verbose)
     print(result.summary())
@@ -41,7 +41,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_refresh(args: argparse.Namespace) -> int:
     from cj_health.build import refresh
-    from cj_health.db import resolve_database
+    from cj_health.target import resolve_target
 
-    print(refresh(resolve_database()).summary())
+    print(refresh(resolve_target().database).summary())
     return 0

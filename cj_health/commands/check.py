@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cj_health.db import resolve_database
+from cj_health.target import resolve_target
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +31,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     from cj_health.check import run_check
 
-    report = run_check(resolve_database(), refresh=args.refresh)
+    report = run_check(resolve_target().database, refresh=args.refresh)
     print(report.to_json() if args.json else "\n".join(report.table_lines()))
     return report.exit_code
