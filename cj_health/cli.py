@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 
 import psycopg
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     args = build_parser().parse_args(argv)
+    # SIGTERM (a scheduler stopping us) ends the command like Ctrl-C: `finally` blocks run,
+    # temporary folders go, a running dbt is stopped first (cj_health.dbt_runner).
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.handler(args) or 0)
     except CjHealthError as exc:
@@ -71,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cj-health: interrupted", file=sys.stderr)
         return 130
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _first_line(exc: Exception) -> str:
