@@ -103,10 +103,13 @@ def run_dbt(
         command += ["--vars", json.dumps(dbt_vars)]
     env = {**os.environ, **dbt_env(database), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     capture = None if echo else subprocess.PIPE
-    proc = subprocess.Popen(
-        command, env=env, cwd=project_dir(), text=True, stdout=capture, stderr=capture
-    )
-    with _forward_signals(proc) as received:
+    with _forward_signals() as (children, received):
+        if received:
+            raise KeyboardInterrupt
+        proc = subprocess.Popen(
+            command, env=env, cwd=project_dir(), text=True, stdout=capture, stderr=capture
+        )
+        children.append(proc)
         stdout, stderr = proc.communicate()
     if received:
         # dbt has stopped (its transaction rolled back); the caller's `finally` blocks and
@@ -116,22 +119,24 @@ def run_dbt(
 
 
 @contextmanager
-def _forward_signals(proc: subprocess.Popen) -> Iterator[list[int]]:
+def _forward_signals() -> Iterator[tuple[list[subprocess.Popen], list[int]]]:
     """While dbt runs, SIGTERM and SIGINT go to dbt, and we wait for it to stop, instead of
-    leaving it running; yields the signals received."""
+    leaving it running. Yields (the child, once started; the signals received)."""
+    children: list[subprocess.Popen] = []
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield received
+        yield children, received
         return
 
     def forward(signum: int, frame: object) -> None:
         received.append(signum)
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signum)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield received
+        yield children, received
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
