@@ -1,5 +1,5 @@
 """`cj-health eng5 reset`: empty the CJ tables of a dev or test database, or drop and recreate
-them (the "recreate and reseed, no backfill" step of the task).
+them (the recreate-and-reseed routine: no backfill).
 
 The guard (cj_health.guard.dev_only) is checked on the database actually connected before
 anything is touched; a refusal raises `Refused` (exit 3) and changes nothing.
