@@ -6,7 +6,7 @@ import argparse
 import shlex
 
 from cj_health import embedded
-from cj_health.db import configured_database, dbt_env
+from cj_health.db import configured_database, dbt_env, ensure_database_exists
 from cj_health.errors import CjHealthError
 from cj_health.schema import init_schema
 from cj_health.target import resolve_target, verify
@@ -50,6 +50,8 @@ def env_exports() -> list[str]:
     database = configured_database()
     if database is None:
         raise CjHealthError(_EMBEDDED_STOPPED)
+    if database.embedded:  # running: its dev database may not be created yet
+        ensure_database_exists(database.with_dbname("postgres"), database.dbname)
     values = dbt_env(verify(database).database)
     has_password = bool(values.pop("CJ_PGPASSWORD"))
     lines = [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
