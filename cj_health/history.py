@@ -62,9 +62,7 @@ def record_refresh(database: Database) -> HistoryPoint | None:
         with conn.transaction():
             # Two refreshes finishing at once: one writes after the other, never interleaved.
             conn.execute(
-                sql.SQL("lock table {} in share row exclusive mode").format(
-                    _name(INCIDENTS_TABLE)
-                )
+                sql.SQL("lock table {} in share row exclusive mode").format(_name(INCIDENTS_TABLE))
             )
             seen_at = _refreshed_at(conn)
             recorded = _write_point(conn, seen_at)
@@ -244,9 +242,7 @@ def _copy_acknowledgements(conn: psycopg.Connection, seen_at: datetime) -> None:
             " from latest"
             " where incident.incident_id = latest.incident_id"
             " and incident.acknowledged_at is distinct from latest.acknowledged_at"
-        ).format(
-            incidents=_name(INCIDENTS_TABLE), acknowledgements=_name(ACKNOWLEDGEMENTS_TABLE)
-        ),
+        ).format(incidents=_name(INCIDENTS_TABLE), acknowledgements=_name(ACKNOWLEDGEMENTS_TABLE)),
         {"seen": seen_at},
     )
 

@@ -77,14 +77,18 @@ class StatusReport:
             "batches": self.batches,
             "alerting_batches": self.alerting_batches,
             "runs": [
-                {key: _iso(value) if isinstance(value, datetime) else value
-                 for key, value in run.items()}
+                {
+                    key: _iso(value) if isinstance(value, datetime) else value
+                    for key, value in run.items()
+                }
                 for run in self.runs
             ],
             "problem_codes": self.problem_codes,
             "open_incidents": [
-                {key: _iso(value) if isinstance(value, datetime) else value
-                 for key, value in incident.items()}
+                {
+                    key: _iso(value) if isinstance(value, datetime) else value
+                    for key, value in incident.items()
+                }
                 for incident in self.open_incidents
             ],
             "problems": self.problems,
@@ -169,8 +173,7 @@ def load_status(database: Database) -> StatusReport:
             return _read(conn, database)
         except psycopg.errors.ObjectNotInPrerequisiteState:
             raise CjHealthError(
-                f"{monitoring_schema()}.{HEALTH_VIEW} was never populated;"
-                " run `cj-health build`"
+                f"{monitoring_schema()}.{HEALTH_VIEW} was never populated; run `cj-health build`"
             ) from None
 
 
