@@ -28,6 +28,7 @@ SERVICE_TABLES = (
     "grade_projections",
     "anchor_essay_references",
     "event_outbox",
+    "assessment_instructions",
 )
 
 

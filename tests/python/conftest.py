@@ -128,3 +128,13 @@ def table_fingerprint(database: Database, tables: Sequence[str]) -> dict[str, st
             ).fetchone()[0]
             for table in tables
         }
+
+
+PRODUCTION_HEAD = Path(__file__).parent / "fixtures" / "cj_service_head.sql"
+
+
+def load_production_head(database: Database) -> None:
+    """Create production's CJ schema at head in `database`, as the service's own migrations
+    define it (not the project's): a service database the project did not create."""
+    with connect(database) as conn, conn.transaction():
+        conn.execute(PRODUCTION_HEAD.read_text())

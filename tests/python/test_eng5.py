@@ -25,7 +25,7 @@ from cj_health.eng5.runner import (
     schedule_pairs,
 )
 from cj_health.errors import EXIT_REFUSED, CjHealthError, Refused
-from cj_health.schema import SERVICE_TABLES
+from cj_health.schema import SERVICE_TABLES, load_migrations
 
 # Measured for the default 12 students and 20 comparisons per essay: seed 0 gives exact 0.67
 # and adjacent 1.00; seeds 0-9 give exact 0.50-0.83 and adjacent 1.00. Chance is about 0.10
@@ -148,7 +148,7 @@ def test_reset_drop_recreates_the_tables(cj_db, tmp_path):
         conn.execute("alter table cj_batch_uploads add column stray_column integer")
     result = reset(_as_server(cj_db.url), drop=True, env={"CJ_ENVIRONMENT": "dev"})
     assert result.dropped and result.rows_removed["cj_batch_uploads"] == 1
-    assert result.applied_migrations == ["0001_cj_service_schema"]
+    assert result.applied_migrations == [f"{m.version}_{m.name}" for m in load_migrations()]
     stray = _count(
         cj_db,
         "select count(*) from information_schema.columns where column_name = 'stray_column'",

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import load_production_head
 from psycopg.conninfo import make_conninfo
 
 from cj_health.db import Database, connect, parse_url
@@ -86,16 +87,15 @@ def test_schema_keeps_the_service_types(cj_db: Database) -> None:
     assert types["cj_batch_uploads.status"] == "USER-DEFINED"
     assert types["cj_comparison_pairs.request_correlation_id"] == "uuid"
     assert delete_rules["cj_batch_states.batch_id"] == "CASCADE"
-    assert delete_rules["grade_projections.els_essay_id"] == "CASCADE"
+    # grade_projections keeps its rows: its foreign keys have no ON DELETE since 2025-11-12.
+    assert delete_rules["grade_projections.els_essay_id"] == "NO ACTION"
     assert delete_rules["cj_comparison_pairs.essay_a_els_id"] == "NO ACTION"
     assert outbox_index is not None and "WHERE (published_at IS NULL)" in outbox_index[0]
 
 
 def test_init_on_an_existing_service_database_creates_nothing(empty_db: Database) -> None:
-    # A service database: the tables exist, created by the service, without our ledger.
-    with connect(empty_db) as conn:
-        conn.execute(load_migrations()[0].sql_text)
-        conn.commit()
+    # A service database: production's tables, created by the service, without our ledger.
+    load_production_head(empty_db)
     before = snapshot_without_ledger(empty_db)
     result = init_schema(empty_db)
     assert result.existing_service_schema
