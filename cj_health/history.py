@@ -25,18 +25,19 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from cj_health.db import Database, connect, monitoring_schema
+from cj_health.db import Database, connect
 from cj_health.monitoring_tables import (
     ACKNOWLEDGEMENTS_TABLE,
+    HEALTH_VIEW,
     HISTORY_TABLE,
     INCIDENTS_TABLE,
+    PROBLEM_CODES_VIEW,
+    acknowledged_issues,
     column_exists,
+    qualified,
     relation_exists,
 )
 from cj_health.project_vars import retention_days
-
-HEALTH_VIEW = "cj_batch_health"
-PROBLEM_CODES_VIEW = "cj_problem_codes"
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,6 @@ class HistoryPoint:
     recorded: bool
     opened: int
     cleared: int
-
-
-def _name(relation: str) -> sql.Composed:
-    return sql.Identifier(monitoring_schema(), relation)
 
 
 def record_refresh(database: Database) -> HistoryPoint | None:
@@ -62,7 +59,9 @@ def record_refresh(database: Database) -> HistoryPoint | None:
         with conn.transaction():
             # Two refreshes finishing at once: one writes after the other, never interleaved.
             conn.execute(
-                sql.SQL("lock table {} in share row exclusive mode").format(_name(INCIDENTS_TABLE))
+                sql.SQL("lock table {} in share row exclusive mode").format(
+                    qualified(INCIDENTS_TABLE)
+                )
             )
             seen_at = _refreshed_at(conn)
             recorded = _write_point(conn, seen_at)
@@ -75,15 +74,9 @@ def record_refresh(database: Database) -> HistoryPoint | None:
 
 def _refreshed_at(conn: psycopg.Connection) -> datetime:
     row = conn.execute(
-        sql.SQL("select coalesce(max(refreshed_at), now()) from {}").format(_name(HEALTH_VIEW))
+        sql.SQL("select coalesce(max(refreshed_at), now()) from {}").format(qualified(HEALTH_VIEW))
     ).fetchone()
     return row[0]
-
-
-def _acknowledged_issues(conn: psycopg.Connection) -> sql.Composable:
-    if column_exists(conn, HEALTH_VIEW, "acknowledged_issues"):
-        return sql.SQL("coalesce(acknowledged_issues, '{}'::text[])")
-    return sql.SQL("'{}'::text[]")
 
 
 def _write_point(conn: psycopg.Connection, seen_at: datetime) -> bool:
@@ -97,7 +90,7 @@ def _write_point(conn: psycopg.Connection, seen_at: datetime) -> bool:
                 issues,
                 is_alerting,
                 {acknowledged} as acknowledged_issues
-            from {health}
+            from {health} as health
         ),
 
         batch_codes as (
@@ -147,9 +140,9 @@ def _write_point(conn: psycopg.Connection, seen_at: datetime) -> bool:
             )
         """
     ).format(
-        acknowledged=_acknowledged_issues(conn),
-        health=_name(HEALTH_VIEW),
-        problem_codes=_name(PROBLEM_CODES_VIEW),
+        acknowledged=acknowledged_issues(conn, "health"),
+        health=qualified(HEALTH_VIEW),
+        problem_codes=qualified(PROBLEM_CODES_VIEW),
     )
     batches, alerting, acknowledged, by_status, by_code, alerting_by_code = conn.execute(
         query
@@ -160,7 +153,7 @@ def _write_point(conn: psycopg.Connection, seen_at: datetime) -> bool:
             " batches_by_health_status, batches_by_problem_code, alerting_by_problem_code)"
             " values (%s, %s, %s, %s, %s, %s, %s)"
             " on conflict (refreshed_at) do nothing"
-        ).format(_name(HISTORY_TABLE)),
+        ).format(qualified(HISTORY_TABLE)),
         (
             seen_at,
             batches,
@@ -175,7 +168,7 @@ def _write_point(conn: psycopg.Connection, seen_at: datetime) -> bool:
 
 
 def _update_incidents(conn: psycopg.Connection, seen_at: datetime) -> tuple[int, int]:
-    names = {"health": _name(HEALTH_VIEW), "incidents": _name(INCIDENTS_TABLE)}
+    names = {"health": qualified(HEALTH_VIEW), "incidents": qualified(INCIDENTS_TABLE)}
     current = sql.SQL(
         "select health.cj_batch_id, batch_issue.problem_code, health.last_activity_at"
         " from {health} as health"
@@ -242,7 +235,9 @@ def _copy_acknowledgements(conn: psycopg.Connection, seen_at: datetime) -> None:
             " from latest"
             " where incident.incident_id = latest.incident_id"
             " and incident.acknowledged_at is distinct from latest.acknowledged_at"
-        ).format(incidents=_name(INCIDENTS_TABLE), acknowledgements=_name(ACKNOWLEDGEMENTS_TABLE)),
+        ).format(
+            incidents=qualified(INCIDENTS_TABLE), acknowledgements=qualified(ACKNOWLEDGEMENTS_TABLE)
+        ),
         {"seen": seen_at},
     )
 
@@ -250,13 +245,13 @@ def _copy_acknowledgements(conn: psycopg.Connection, seen_at: datetime) -> None:
 def _prune(conn: psycopg.Connection) -> None:
     conn.execute(
         sql.SQL("delete from {} where refreshed_at < now() - make_interval(days => %s)").format(
-            _name(HISTORY_TABLE)
+            qualified(HISTORY_TABLE)
         ),
         (retention_days("history_retention_days"),),
     )
     conn.execute(
         sql.SQL("delete from {} where cleared_at < now() - make_interval(days => %s)").format(
-            _name(INCIDENTS_TABLE)
+            qualified(INCIDENTS_TABLE)
         ),
         (retention_days("incident_retention_days"),),
     )

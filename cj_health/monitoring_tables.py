@@ -4,6 +4,7 @@ their names, and whether a database has them yet."""
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
 
 from cj_health.db import monitoring_schema
 
@@ -12,6 +13,13 @@ INCIDENTS_TABLE = "cj_batch_incidents"
 RUNS_TABLE = "cj_monitoring_runs"
 MONITORING_TABLES = (HISTORY_TABLE, INCIDENTS_TABLE, RUNS_TABLE)
 ACKNOWLEDGEMENTS_TABLE = "cj_batch_acknowledgements"
+HEALTH_VIEW = "cj_batch_health"
+PROBLEM_CODES_VIEW = "cj_problem_codes"
+
+
+def qualified(relation: str) -> sql.Composed:
+    """`relation` in the monitoring schema, quoted."""
+    return sql.Identifier(monitoring_schema(), relation)
 
 
 def relation_exists(conn: psycopg.Connection, name: str) -> bool:
@@ -35,3 +43,13 @@ def column_exists(conn: psycopg.Connection, relation: str, column: str) -> bool:
         (monitoring_schema(), relation, column),
     ).fetchone()
     return row is not None
+
+
+def acknowledged_issues(conn: psycopg.Connection, alias: str) -> sql.Composable:
+    """The acknowledged codes of the health view row `alias`: its `acknowledged_issues`
+    once acknowledgements exist, else an empty array."""
+    if column_exists(conn, HEALTH_VIEW, "acknowledged_issues"):
+        return sql.SQL("coalesce({}.acknowledged_issues, '{{}}'::text[])").format(
+            sql.Identifier(alias)
+        )
+    return sql.SQL("'{}'::text[]")

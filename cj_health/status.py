@@ -21,16 +21,17 @@ from psycopg.rows import dict_row
 from cj_health.db import Database, connect, monitoring_schema
 from cj_health.errors import EXIT_OK, EXIT_PROBLEMS_FOUND, CjHealthError
 from cj_health.monitoring_tables import (
+    HEALTH_VIEW,
     INCIDENTS_TABLE,
     MONITORING_TABLES,
+    PROBLEM_CODES_VIEW,
     RUNS_TABLE,
-    column_exists,
+    acknowledged_issues,
+    qualified,
     relation_exists,
 )
 from cj_health.runs import RECORDED_COMMANDS, SCHEDULE_MINUTES, SUCCESSFUL_EXIT_CODES
 
-HEALTH_VIEW = "cj_batch_health"
-PROBLEM_CODES_VIEW = "cj_problem_codes"
 # The VIEW_STALE alert's threshold (grafana/provisioning/alerting/cj_health_rules.yaml).
 VIEW_STALE_MINUTES = 15
 SHOWN_INCIDENTS = 20
@@ -152,10 +153,6 @@ def _round(value: float | None) -> float | None:
     return round(value, 2) if value is not None else None
 
 
-def _name(relation: str) -> sql.Composed:
-    return sql.Identifier(monitoring_schema(), relation)
-
-
 def load_status(database: Database) -> StatusReport:
     """Read the status; CjHealthError (exit 2) when the monitoring is not built."""
     with connect(database) as conn:
@@ -182,7 +179,7 @@ def _read(conn: psycopg.Connection, database: Database) -> StatusReport:
         sql.SQL(
             "select max(refreshed_at), extract(epoch from now() - max(refreshed_at)) / 60,"
             " count(*), count(*) filter (where is_alerting) from {}"
-        ).format(_name(HEALTH_VIEW))
+        ).format(qualified(HEALTH_VIEW))
     ).fetchone()
     report = StatusReport(
         database.display,
@@ -205,7 +202,7 @@ def _runs(conn: psycopg.Connection) -> list[dict[str, Any]]:
                 sql.SQL(
                     "select finished_at, exit_code from {} where command = %s"
                     " order by finished_at desc limit 1"
-                ).format(_name(RUNS_TABLE)),
+                ).format(qualified(RUNS_TABLE)),
                 (command,),
             ).fetchone() or {"finished_at": None, "exit_code": None}
             success = cursor.execute(
@@ -213,7 +210,7 @@ def _runs(conn: psycopg.Connection) -> list[dict[str, Any]]:
                     "select max(finished_at) as at,"
                     " extract(epoch from now() - max(finished_at)) / 60 as minutes"
                     " from {} where command = %s and exit_code = any(%s)"
-                ).format(_name(RUNS_TABLE)),
+                ).format(qualified(RUNS_TABLE)),
                 (command, list(SUCCESSFUL_EXIT_CODES)),
             ).fetchone()
             interval = SCHEDULE_MINUTES.get(command)
@@ -233,11 +230,7 @@ def _runs(conn: psycopg.Connection) -> list[dict[str, Any]]:
 
 
 def _problem_codes(conn: psycopg.Connection) -> list[dict[str, Any]]:
-    acknowledged = (
-        sql.SQL("coalesce(health.acknowledged_issues, '{}'::text[])")
-        if column_exists(conn, HEALTH_VIEW, "acknowledged_issues")
-        else sql.SQL("'{}'::text[]")
-    )
+    acknowledged = acknowledged_issues(conn, "health")
     query = sql.SQL(
         """
         select
@@ -261,8 +254,8 @@ def _problem_codes(conn: psycopg.Connection) -> list[dict[str, Any]]:
         """
     ).format(
         acknowledged=acknowledged,
-        health=_name(HEALTH_VIEW),
-        problem_codes=_name(PROBLEM_CODES_VIEW),
+        health=qualified(HEALTH_VIEW),
+        problem_codes=qualified(PROBLEM_CODES_VIEW),
     )
     with conn.cursor(row_factory=dict_row) as cursor:
         return list(cursor.execute(query).fetchall())
@@ -275,6 +268,6 @@ def _open_incidents(conn: psycopg.Connection) -> list[dict[str, Any]]:
         " acknowledged_at, acknowledged_by"
         " from {} where cleared_at is null"
         " order by first_seen_at, cj_batch_id, problem_code"
-    ).format(_name(INCIDENTS_TABLE))
+    ).format(qualified(INCIDENTS_TABLE))
     with conn.cursor(row_factory=dict_row) as cursor:
         return list(cursor.execute(query).fetchall())
