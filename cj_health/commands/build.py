@@ -34,6 +34,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"cj-health build: {database.display}", flush=True)
     result = build(database, echo=args.verbose)
     print(result.summary())
+    if result.models_ok:
+        from cj_health.acknowledgements import accepted_batches, accepted_line
+
+        accepted = accepted_line(accepted_batches(database))
+        if accepted:
+            print(accepted)
     if result.exit_code == 2 and not args.verbose:
         print("cj-health: dbt reported errors; rerun with --verbose for its log", file=sys.stderr)
     return result.exit_code

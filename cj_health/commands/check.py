@@ -29,8 +29,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    import json
+
+    from cj_health.acknowledgements import accepted_batches, accepted_line
     from cj_health.check import run_check
 
-    report = run_check(resolve_database(), refresh=args.refresh)
-    print(report.to_json() if args.json else "\n".join(report.table_lines()))
+    database = resolve_database()
+    report = run_check(database, refresh=args.refresh)
+    accepted = accepted_batches(database)
+    if args.json:
+        summary = report.as_dict()
+        summary["accepted"] = {str(batch): codes for batch, codes in accepted.items()}
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        print("\n".join(report.table_lines()))
+        line = accepted_line(accepted)
+        if line:
+            print(line)
     return report.exit_code

@@ -15,14 +15,14 @@
 {#- A condition: no active acknowledgement of the batch `cj_batch_id` (an expression)
     accepts any of `problem_codes`, the codes that the invariant's failure shows as. An
     invariant without a problem code passes [] and only a whole-batch acknowledgement
-    accepts it. -#}
+    accepts it. (`not in`, not a correlated `not exists`: the outer relation may be aliased
+    by GX, and acknowledgements.cj_batch_id is never null.) -#}
 {% macro not_acknowledged(acknowledgements, cj_batch_id, problem_codes) -%}
-    not exists (
-        select 1
+    {{ cj_batch_id }} not in (
+        select acknowledgement.cj_batch_id
         from {{ acknowledgements }} as acknowledgement
         where
             acknowledgement.is_active
-            and acknowledgement.cj_batch_id = {{ cj_batch_id }}
             and (
                 acknowledgement.problem_code is null
                 {%- for code in problem_codes %}

@@ -9,11 +9,11 @@
         metadata_is_anchor,
         metadata_is_anchor_invalid,
         metadata_is_anchor_raw
-    from {{ essays }} as essays
+    from {{ essays }}
     where
         (is_anchor_flag_mismatch or metadata_is_anchor_invalid)
         and {{ not_acknowledged(
-            acknowledgements, 'essays.cj_batch_id',
+            acknowledgements, 'cj_batch_id',
             ['ANCHOR_FLAG_MISMATCH', 'INVALID_ANCHOR_METADATA']
         ) }}
 {% endmacro %}

@@ -8,14 +8,14 @@
         cj_state,
         completed_at,
         last_activity_at
-    from {{ batches }} as batches
+    from {{ batches }}
     where
         (
             is_finalization_incomplete
             and last_activity_at < now() - interval '1 minute' * {{ grace_minutes | float }}
         )
         and {{ not_acknowledged(
-            acknowledgements, 'batches.cj_batch_id',
+            acknowledgements, 'cj_batch_id',
             ['STUCK_FINALIZATION', 'COMPLETION_INCONSISTENT', 'SCORING_TOO_LONG']
         ) }}
 {% endmacro %}

@@ -8,14 +8,14 @@
         completion_event_count,
         result_event_count,
         correlation_mismatch_event_count
-    from {{ batches }} as batches
+    from {{ batches }}
     where
         (
             has_missing_events
             or (is_state_completed and correlation_mismatch_event_count > 0)
         )
         and {{ not_acknowledged(
-            acknowledgements, 'batches.cj_batch_id',
+            acknowledgements, 'cj_batch_id',
             ['EVENTS_MISSING', 'EVENT_CORRELATION_MISMATCH']
         ) }}
 {% endmacro %}

@@ -10,11 +10,11 @@
         pairs_completed,
         comparisons_failed,
         pairs_errored
-    from {{ batches }} as batches
+    from {{ batches }}
     where
         (is_state_completed and not counters_agree_with_pairs)
         and {{ not_acknowledged(
-            acknowledgements, 'batches.cj_batch_id',
+            acknowledgements, 'cj_batch_id',
             ['COUNTER_MISMATCH']
         ) }}
 {% endmacro %}

@@ -8,11 +8,11 @@
         essay_a_batch_id,
         essay_b_els_id,
         essay_b_batch_id
-    from {{ pairs }} as pairs
+    from {{ pairs }}
     where
         is_cross_batch_pair
         and {{ not_acknowledged(
-            acknowledgements, 'pairs.cj_batch_id',
+            acknowledgements, 'cj_batch_id',
             []
         ) }}
 {% endmacro %}

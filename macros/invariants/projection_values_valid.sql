@@ -10,11 +10,11 @@
         is_grade_in_scale,
         confidence_score,
         confidence_label
-    from {{ essay_projections }} as essay_projections
+    from {{ essay_projections }}
     where
         has_invalid_projection_values
         and {{ not_acknowledged(
-            acknowledgements, 'essay_projections.cj_batch_id',
+            acknowledgements, 'cj_batch_id',
             ['INVALID_PROJECTION']
         ) }}
 {% endmacro %}

@@ -8,11 +8,11 @@
             when is_misattributed_projection then 'essay of another batch'
             else 'anchor essay'
         end as violation
-    from {{ essay_projections }} as essay_projections
+    from {{ essay_projections }}
     where
         (is_misattributed_projection or is_anchor_projection)
         and {{ not_acknowledged(
-            acknowledgements, 'essay_projections.cj_batch_id',
+            acknowledgements, 'cj_batch_id',
             ['ANCHOR_PROJECTED', 'MISATTRIBUTED_PROJECTION']
         ) }}
 {% endmacro %}
