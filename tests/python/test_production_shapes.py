@@ -7,6 +7,7 @@ monitoring built over it once; the acknowledgement test then changes it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -126,9 +127,13 @@ def test_acknowledgement_lifecycle_through_the_cli(shaped, monkeypatch, capsys):
     # --list shows who, when and why; bad input has its exit codes.
     capsys.readouterr()
     assert main(["ack", "--list", "--json"]) == 0
-    listed = capsys.readouterr().out
-    assert "Batch 20, repaired upstream" not in listed  # removed by unack
-    assert "history at deployment" in listed and '"acknowledged_by"' in listed
+    listed = json.loads(capsys.readouterr().out)
+    wedged_codes = {ack["problem_code"] for ack in listed if ack["cj_batch_id"] == wedged}
+    assert "STUCK_FINALIZATION" not in wedged_codes  # removed by unack
+    assert "INVALID_ANCHOR_METADATA" in wedged_codes
+    assert any(ack["reason"] == "history at deployment" for ack in listed)
+    assert all(ack["acknowledged_by"] and ack["acknowledged_at"] for ack in listed)
+    assert [ack["is_active"] for ack in listed if ack["cj_batch_id"] == gave_up] == [False]
     assert main(["ack", "999999", "--reason", "x"]) == 4
     assert main(["ack", str(wedged), "--reason", "x", "--issue", "NOT_A_CODE"]) == 2
     assert main(["ack", str(wedged), "--reason", " "]) == 2
