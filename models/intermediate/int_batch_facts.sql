@@ -45,7 +45,7 @@ course_instructions as (
         grade_scale
     from instructions
     where course_id is not null
-    order by course_id, assessment_instruction_id desc
+    order by course_id asc, assessment_instruction_id desc
 ),
 
 {# A batch's grade scale as production picks it: the assignment's instruction, else the

@@ -23,8 +23,8 @@ batch_issues as (
         batch_issue.issue,
         batch_issue.issue_position
     from health
-    cross join lateral
-        unnest(health.issues) with ordinality as batch_issue (issue, issue_position)
+    cross join
+        lateral unnest(health.issues) with ordinality as batch_issue (issue, issue_position)
 ),
 
 judged_issues as (
