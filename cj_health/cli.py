@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "cj_health.commands.inspect",
     "cj_health.commands.demo",
     "cj_health.commands.bench",
+    "cj_health.commands.status",
 )
 
 

@@ -6,6 +6,9 @@ import argparse
 
 from cj_health.db import resolve_database
 
+# At most this many failing batch ids go into the run's summary in cj_monitoring_runs.
+RECORDED_BATCHES = 50
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -30,7 +33,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from cj_health.check import run_check
+    from cj_health.runs import recorded_run
 
-    report = run_check(resolve_database(), refresh=args.refresh)
+    database = resolve_database()
+    with recorded_run(database, "check") as run:
+        report = run_check(database, refresh=args.refresh)
+        run.exit_code = report.exit_code
+        run.summary = {
+            "rules": len(report.rules),
+            "failing_rules": [rule.rule for rule in report.rules if not rule.success],
+            "failing_batches": report.failing_batches[:RECORDED_BATCHES],
+        }
     print(report.to_json() if args.json else "\n".join(report.table_lines()))
     return report.exit_code
