@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "cj_health.commands.check",
     "cj_health.commands.eng5",
     "cj_health.commands.inspect",
+    "cj_health.commands.ack",
     "cj_health.commands.demo",
     "cj_health.commands.bench",
     "cj_health.commands.status",

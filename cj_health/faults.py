@@ -209,6 +209,19 @@ def event_missing(conn: psycopg.Connection, cj_batch_id: int) -> None:
     _changed(cursor, "result event", cj_batch_id)
 
 
+def event_unpublished(conn: psycopg.Connection, cj_batch_id: int) -> None:
+    """The relay gave up on the result event: five failed publish attempts, `last_error`
+    set, `published_at` still null. The Result Aggregator never hears of the grades."""
+    _require_completed_batch(conn, cj_batch_id)
+    cursor = conn.execute(
+        "update event_outbox set published_at = null, retry_count = 5,"
+        " last_error = 'KafkaTimeoutError: publish timed out'"
+        " where aggregate_type = 'assessment_result' and aggregate_id = %s",
+        (str(cj_batch_id),),
+    )
+    _changed(cursor, "result event", cj_batch_id)
+
+
 def low_reliability(conn: psycopg.Connection, cj_batch_id: int) -> None:
     """Too few informative comparisons: student scores bunch together and every standard
     error sits at the 2.0 cap, so the scale does not separate the essays."""
@@ -279,6 +292,7 @@ FAULTS: dict[str, Fault] = {
         _fault(completed_without_timestamp, "COMPLETION_INCONSISTENT"),
         _fault(counter_mismatch, "COUNTER_MISMATCH"),
         _fault(event_missing, "EVENTS_MISSING"),
+        _fault(event_unpublished, "EVENTS_UNPUBLISHED"),
         _fault(low_reliability, "LOW_RELIABILITY"),
         _fault(stalled, "STALLED"),
     )

@@ -43,6 +43,12 @@ def cmd_build(args: argparse.Namespace) -> int:
             "tests_broken": [node.name for node in result.tests_broken],
         }
     print(result.summary())
+    if result.models_ok:
+        from cj_health.acknowledgements import accepted_batches, accepted_line
+
+        accepted = accepted_line(accepted_batches(database))
+        if accepted:
+            print(accepted)
     if result.exit_code == 2 and not args.verbose:
         print("cj-health: dbt reported errors; rerun with --verbose for its log", file=sys.stderr)
     return result.exit_code

@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    import json
+
+    from cj_health.acknowledgements import accepted_batches, accepted_line
     from cj_health.check import run_check
     from cj_health.runs import recorded_run
 
@@ -44,5 +47,14 @@ def cmd_check(args: argparse.Namespace) -> int:
             "failing_rules": [rule.rule for rule in report.rules if not rule.success],
             "failing_batches": report.failing_batches[:RECORDED_BATCHES],
         }
-    print(report.to_json() if args.json else "\n".join(report.table_lines()))
+    accepted = accepted_batches(database)
+    if args.json:
+        summary = report.as_dict()
+        summary["accepted"] = {str(batch): codes for batch, codes in accepted.items()}
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        print("\n".join(report.table_lines()))
+        line = accepted_line(accepted)
+        if line:
+            print(line)
     return report.exit_code

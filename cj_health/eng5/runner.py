@@ -8,6 +8,9 @@
    submitted_at/completed_at, and the state's counters and last_activity_at.
 4. `BatchFinalizer.finalize_scoring` (skipped with finalize=False: the batch then waits in
    WAITING_CALLBACKS with every callback in).
+5. The outbox relay's part: the batch's outbox rows are marked published (`published_at`),
+   as production's relay does once Kafka accepts them; otherwise they would wait for ever
+   and the batch would show EVENTS_UNPUBLISHED.
 
 The artefact `assessment_run.execute.json` holds the ids, the counts, and each essay's
 projected grade beside its hidden grade, with the exact and adjacent agreement. It holds no
@@ -165,6 +168,7 @@ def execute_batch(
     if finalize:
         result.finalization = _finalize(database, cj_batch_id)
         say(result.finalization.message)
+        _relay_events(database, cj_batch_id, bos_batch_id)
     _read_outcome(database, result, essays)
     result.artefact_path = _write_artefact(
         out_dir or default_out_dir(bos_batch_id), result, course_id
@@ -423,6 +427,16 @@ def _write_callbacks(
             )
         if done % report_every == 0 or done == len(pairs):
             say(f"callbacks: {done}/{len(pairs)} comparisons judged")
+
+
+def _relay_events(database: Database, cj_batch_id: int, bos_batch_id: str) -> None:
+    """Publish the batch's outbox rows as production's relay does: set `published_at`."""
+    with connect(database, autocommit=True) as conn:
+        conn.execute(
+            "update event_outbox set published_at = now()"
+            " where published_at is null and aggregate_id in (%s, %s)",
+            (bos_batch_id, str(cj_batch_id)),
+        )
 
 
 def _finalize(database: Database, cj_batch_id: int) -> FinalizationResult:

@@ -341,7 +341,7 @@ def test_the_required_rules_exist_with_their_problem_codes():
             assert named == set().union(*RULE_ISSUES.values())
         else:
             assert named == RULE_ISSUES[uid], uid
-    assert rules["cj-stuck-finalization"]["for"] == "5m"
+    assert rules["cj-stuck-finalization"]["for"] == "2m"
     stale = rules[STALE_RULE]
     assert "now() - max(refreshed_at)" in stale["data"][0]["model"]["rawSql"]
     threshold = next(q for q in stale["data"] if q["refId"] == stale["condition"])["model"]
