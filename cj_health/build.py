@@ -16,6 +16,9 @@ and the tests then report what is wrong.
 psycopg (no dbt start-up), or a plain refresh when the view was never populated, with the
 session settings of dbt var `cj_refresh_settings` (JIT off, more work_mem) for that
 transaction only.
+
+After each refresh (refresh's own, and dbt's in `build`), cj_health.history records a point
+in cj_health_history and brings cj_batch_incidents up to date.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from psycopg import sql
 from cj_health.db import Database, connect, monitoring_schema
 from cj_health.dbt_runner import DbtResult, dbt_work_dir, run_dbt
 from cj_health.errors import EXIT_OK, EXIT_PROBLEMS_FOUND, EXIT_USAGE, CjHealthError
+from cj_health.history import record_refresh
 from cj_health.paths import project_dir
 
 HEALTH_VIEW = "cj_batch_health"
@@ -160,6 +164,7 @@ def build(
         result = BuildResult(run=run, test=None, models=_node_results(target, "run"))
         if not result.models_ok:
             return result
+        record_refresh(database)  # dbt refreshed cj_batch_health: history and incidents
         result.test = run_dbt(database, ["test", *paths], dbt_vars=dbt_vars, echo=echo)
         result.tests = _node_results(target, "test")
     return result
@@ -209,6 +214,7 @@ def refresh(database: Database) -> RefreshResult:
         batches, alerting = conn.execute(
             sql.SQL("select count(*), count(*) filter (where is_alerting) from {}").format(view)
         ).fetchone()
+    record_refresh(database)
     return RefreshResult(f"{schema}.{HEALTH_VIEW}", concurrently, seconds, batches, alerting)
 
 

@@ -22,8 +22,10 @@ COMMAND_MODULES = (
     "cj_health.commands.check",
     "cj_health.commands.eng5",
     "cj_health.commands.inspect",
+    "cj_health.commands.ack",
     "cj_health.commands.demo",
     "cj_health.commands.bench",
+    "cj_health.commands.status",
 )
 
 

@@ -2,7 +2,7 @@
 
 Each fault function takes a healthy COMPLETED batch (as `cj-health eng5 execute` leaves it:
 upload COMPLETE_STABLE with `completed_at`, state COMPLETED, counters equal to the pairs,
-anchors flagged by column and metadata, one projection per student, both outbox events) and
+anchors flagged by column and metadata, one projection per student, its three outbox events) and
 breaks it the way production broke, with plain parameterised SQL:
 
     fault_fn(conn, cj_batch_id) -> None            # most faults
@@ -59,7 +59,8 @@ def _rewind_finalization(conn: psycopg.Connection, cj_batch_id: int) -> None:
     conn.execute(
         "delete from event_outbox e using cj_batch_uploads u "
         "where u.id = %s and ("
-        " (e.aggregate_type = 'cj_batch' and e.aggregate_id = u.bos_batch_id)"
+        " (e.aggregate_type in ('cj_batch', 'resource_consumption')"
+        "  and e.aggregate_id = u.bos_batch_id)"
         " or (e.aggregate_type = 'assessment_result' and e.aggregate_id = u.id::text))",
         (cj_batch_id,),
     )
@@ -208,6 +209,19 @@ def event_missing(conn: psycopg.Connection, cj_batch_id: int) -> None:
     _changed(cursor, "result event", cj_batch_id)
 
 
+def event_unpublished(conn: psycopg.Connection, cj_batch_id: int) -> None:
+    """The relay gave up on the result event: five failed publish attempts, `last_error`
+    set, `published_at` still null. The Result Aggregator never hears of the grades."""
+    _require_completed_batch(conn, cj_batch_id)
+    cursor = conn.execute(
+        "update event_outbox set published_at = null, retry_count = 5,"
+        " last_error = 'KafkaTimeoutError: publish timed out'"
+        " where aggregate_type = 'assessment_result' and aggregate_id = %s",
+        (str(cj_batch_id),),
+    )
+    _changed(cursor, "result event", cj_batch_id)
+
+
 def low_reliability(conn: psycopg.Connection, cj_batch_id: int) -> None:
     """Too few informative comparisons: student scores bunch together and every standard
     error sits at the 2.0 cap, so the scale does not separate the essays."""
@@ -278,6 +292,7 @@ FAULTS: dict[str, Fault] = {
         _fault(completed_without_timestamp, "COMPLETION_INCONSISTENT"),
         _fault(counter_mismatch, "COUNTER_MISMATCH"),
         _fault(event_missing, "EVENTS_MISSING"),
+        _fault(event_unpublished, "EVENTS_UNPUBLISHED"),
         _fault(low_reliability, "LOW_RELIABILITY"),
         _fault(stalled, "STALLED"),
     )

@@ -16,7 +16,7 @@
         {'code': 'ANCHOR_FLAG_MISMATCH', 'severity': 'critical', 'since': 'created_at',
          'summary': 'The is_anchor column disagrees with processing_metadata.is_anchor on some essays (the Batch 20 repository bug).'},
         {'code': 'NO_ANCHORS', 'severity': 'critical', 'since': 'created_at',
-         'summary': 'The batch has essays but none flagged is_anchor (past INITIALIZING): no grades can be projected.'},
+         'summary': 'Anchors were expected (the assignment has anchors registered for the batch\'s grade scale, or essays say they are anchors) but no essay is flagged is_anchor (past INITIALIZING): no grades can be projected.'},
         {'code': 'ANCHOR_PROJECTED', 'severity': 'critical', 'since': 'completed_at',
          'summary': 'A grade projection was written for an anchor essay; anchors are never projected.'},
         {'code': 'MISATTRIBUTED_PROJECTION', 'severity': 'critical', 'since': 'completed_at',
@@ -25,6 +25,8 @@
          'summary': 'A COMPLETED batch lacks its completion event or its result event in the outbox.'},
         {'code': 'EVENT_CORRELATION_MISMATCH', 'severity': 'critical', 'since': 'completed_at',
          'summary': "A finalization event does not carry the upload's event_correlation_id."},
+        {'code': 'EVENTS_UNPUBLISHED', 'severity': 'critical', 'since': 'completed_at',
+         'summary': 'An outbox event of the batch is still unpublished after unpublished_after_minutes, or the relay gave up on it (retry_count >= outbox_max_retries): downstream services never hear of the batch.'},
         {'code': 'STALLED', 'severity': 'warning', 'since': 'last_activity_at',
          'summary': 'State INITIALIZING, GENERATING_PAIRS or WAITING_CALLBACKS with no activity for longer than stalled_after_minutes.'},
         {'code': 'COUNTER_MISMATCH', 'severity': 'warning', 'since': 'completed_at',
@@ -34,7 +36,7 @@
         {'code': 'INVALID_ANCHOR_METADATA', 'severity': 'warning', 'since': 'created_at',
          'summary': 'processing_metadata.is_anchor holds a value that is neither true/false, \'true\'/\'false\' nor 1/0.'},
         {'code': 'LOW_RELIABILITY', 'severity': 'warning', 'since': 'completed_at',
-         'summary': 'The finished batch\'s scale separation reliability is below min_reliability: the comparisons do not separate the students.'},
+         'summary': 'The finished batch has at least min_reliability_students scored students and its scale separation reliability is below min_reliability: the comparisons do not separate the students.'},
     ]) }}
 {% endmacro %}
 

@@ -28,12 +28,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from cj_health.build import build
+    from cj_health.runs import recorded_run
     from cj_health.target import resolve_target
 
     database = resolve_target().database
     print(f"cj-health build: {database.display}", flush=True)
-    result = build(database, echo=args.verbose)
+    with recorded_run(database, "build") as run:
+        result = build(database, echo=args.verbose)
+        run.exit_code = result.exit_code
+        run.summary = {
+            "models_failed": [node.name for node in result.models_failed],
+            "tests_passed": result.tests_passed,
+            "tests_failed": [node.name for node in result.tests_failed],
+            "tests_broken": [node.name for node in result.tests_broken],
+        }
     print(result.summary())
+    if result.models_ok:
+        from cj_health.acknowledgements import accepted_batches, accepted_line
+
+        accepted = accepted_line(accepted_batches(database))
+        if accepted:
+            print(accepted)
     if result.exit_code == 2 and not args.verbose:
         print("cj-health: dbt reported errors; rerun with --verbose for its log", file=sys.stderr)
     return result.exit_code
@@ -41,7 +56,12 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_refresh(args: argparse.Namespace) -> int:
     from cj_health.build import refresh
+    from cj_health.runs import recorded_run
     from cj_health.target import resolve_target
 
-    print(refresh(resolve_target().database).summary())
+    database = resolve_target().database
+    with recorded_run(database, "refresh") as run:
+        result = refresh(database)
+        run.summary = {"batches": result.batches, "alerting": result.alerting}
+    print(result.summary())
     return 0

@@ -6,6 +6,9 @@ import argparse
 
 from cj_health.target import resolve_target
 
+# At most this many failing batch ids go into the run's summary in cj_monitoring_runs.
+RECORDED_BATCHES = 50
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -29,8 +32,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from cj_health.check import run_check
+    import json
 
-    report = run_check(resolve_target().database, refresh=args.refresh)
-    print(report.to_json() if args.json else "\n".join(report.table_lines()))
+    from cj_health.acknowledgements import accepted_batches, accepted_line
+    from cj_health.check import run_check
+    from cj_health.runs import recorded_run
+
+    database = resolve_target().database
+    with recorded_run(database, "check") as run:
+        report = run_check(database, refresh=args.refresh)
+        run.exit_code = report.exit_code
+        run.summary = {
+            "rules": len(report.rules),
+            "failing_rules": [rule.rule for rule in report.rules if not rule.success],
+            "failing_batches": report.failing_batches[:RECORDED_BATCHES],
+        }
+    accepted = accepted_batches(database)
+    if args.json:
+        summary = report.as_dict()
+        summary["accepted"] = {str(batch): codes for batch, codes in accepted.items()}
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        print("\n".join(report.table_lines()))
+        line = accepted_line(accepted)
+        if line:
+            print(line)
     return report.exit_code

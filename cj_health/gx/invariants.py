@@ -130,18 +130,21 @@ def load_invariants(project: Path) -> list[Invariant]:
 
 
 def _macros(project: Path) -> dict[str, Any]:
-    """Every macro defined in macros/invariants/*.sql, by name."""
-    env = _jinja_env()
-    found: dict[str, Any] = {}
-    for path in sorted((project / INVARIANTS_DIR).glob("*.sql")):
+    """Every invariant macro defined in macros/invariants/*.sql, by name. The files are read
+    as one template, so an invariant can call the helper macros beside it (e.g.
+    not_acknowledged), as in dbt, where every macro is global."""
+    paths = sorted((project / INVARIANTS_DIR).glob("*.sql"))
+    for path in paths:  # one file at a time first: an error names its file
         try:
-            module = env.from_string(path.read_text(encoding="utf-8")).module
+            _jinja_env().parse(path.read_text(encoding="utf-8"))
         except jinja2.TemplateError as exc:
             raise CjHealthError(f"{path.relative_to(project)}: {exc}") from None
-        for name in dir(module):
-            if name.startswith(MACRO_PREFIX):
-                found[name] = getattr(module, name)
-    return found
+    text = "\n".join(path.read_text(encoding="utf-8") for path in paths)
+    try:
+        module = _jinja_env().from_string(text).module
+    except jinja2.TemplateError as exc:
+        raise CjHealthError(f"{INVARIANTS_DIR}/: {exc}") from None
+    return {name: getattr(module, name) for name in dir(module) if name.startswith(MACRO_PREFIX)}
 
 
 def render_invariant(

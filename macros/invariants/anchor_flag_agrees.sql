@@ -1,7 +1,7 @@
 {#- Invariant 1: `is_anchor` agrees with processing_metadata.is_anchor wherever the key is
     present. A value that is neither boolean, 'true'/'false' nor 1/0 cannot agree and fails.
     Plain Jinja (rendered by dbt and by the GX suite): `essays` is a relation name. -#}
-{% macro invariant_anchor_flag_agrees(essays) %}
+{% macro invariant_anchor_flag_agrees(essays, acknowledgements) %}
     select
         cj_batch_id,
         els_essay_id,
@@ -10,5 +10,10 @@
         metadata_is_anchor_invalid,
         metadata_is_anchor_raw
     from {{ essays }}
-    where is_anchor_flag_mismatch or metadata_is_anchor_invalid
+    where
+        (is_anchor_flag_mismatch or metadata_is_anchor_invalid)
+        and {{ not_acknowledged(
+            acknowledgements, 'cj_batch_id',
+            ['ANCHOR_FLAG_MISMATCH', 'INVALID_ANCHOR_METADATA']
+        ) }}
 {% endmacro %}

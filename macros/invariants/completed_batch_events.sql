@@ -1,7 +1,7 @@
 {#- Invariant 9: a COMPLETED batch has its two outbox events (the thin completion event and
     the rich result event), each with the upload's `event_correlation_id`.
     Plain Jinja: `batches` is a relation name (int_batch_facts). -#}
-{% macro invariant_completed_batch_events(batches) %}
+{% macro invariant_completed_batch_events(batches, acknowledgements) %}
     select
         cj_batch_id,
         bos_batch_id,
@@ -10,6 +10,12 @@
         correlation_mismatch_event_count
     from {{ batches }}
     where
-        has_missing_events
-        or (is_state_completed and correlation_mismatch_event_count > 0)
+        (
+            has_missing_events
+            or (is_state_completed and correlation_mismatch_event_count > 0)
+        )
+        and {{ not_acknowledged(
+            acknowledgements, 'cj_batch_id',
+            ['EVENTS_MISSING', 'EVENT_CORRELATION_MISMATCH']
+        ) }}
 {% endmacro %}

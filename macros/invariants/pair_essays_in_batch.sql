@@ -1,6 +1,6 @@
 {#- Invariant 6: both essays of a comparison pair belong to the pair's batch.
     Plain Jinja: `pairs` is a relation name (int_comparison_pairs_joined_to_essays). -#}
-{% macro invariant_pair_essays_in_batch(pairs) %}
+{% macro invariant_pair_essays_in_batch(pairs, acknowledgements) %}
     select
         cj_batch_id,
         comparison_pair_id,
@@ -9,5 +9,10 @@
         essay_b_els_id,
         essay_b_batch_id
     from {{ pairs }}
-    where is_cross_batch_pair
+    where
+        is_cross_batch_pair
+        and {{ not_acknowledged(
+            acknowledgements, 'cj_batch_id',
+            []
+        ) }}
 {% endmacro %}

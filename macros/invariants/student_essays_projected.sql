@@ -3,7 +3,7 @@
     essay and batch: the table's primary key).
     Plain Jinja: `essay_projections` (int_essays_joined_to_projections) and `batches`
     (int_batch_facts) are relation names. -#}
-{% macro invariant_student_essays_projected(essay_projections, batches) %}
+{% macro invariant_student_essays_projected(essay_projections, batches, acknowledgements) %}
     select
         essay_projections.cj_batch_id,
         essay_projections.els_essay_id,
@@ -13,5 +13,11 @@
     from {{ essay_projections }} as essay_projections
     inner join {{ batches }} as batches
         on essay_projections.cj_batch_id = batches.cj_batch_id
-    where batches.projections_expected and essay_projections.is_student_without_projection
+    where
+        batches.projections_expected
+        and essay_projections.is_student_without_projection
+        and {{ not_acknowledged(
+            acknowledgements, 'essay_projections.cj_batch_id',
+            ['MISSING_PROJECTIONS']
+        ) }}
 {% endmacro %}

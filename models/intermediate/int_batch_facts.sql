@@ -26,12 +26,52 @@ anchor_references as (
     select * from {{ ref('int_anchor_references_aggregated_to_assignments') }}
 ),
 
+instructions as (
+    select * from {{ ref('stg_cj__assessment_instructions') }}
+),
+
+assignment_instructions as (
+    select
+        assignment_id,
+        grade_scale
+    from instructions
+    where assignment_id is not null
+),
+
+{# Several instructions of one course: the newest decides. #}
+course_instructions as (
+    select distinct on (course_id)
+        course_id,
+        grade_scale
+    from instructions
+    where course_id is not null
+    order by course_id asc, assessment_instruction_id desc
+),
+
+{# A batch's grade scale as production picks it: the assignment's instruction, else the
+    course's (course_id = course_code), else swedish_8_anchor. #}
+scales as (
+    select
+        uploads.cj_batch_id,
+        coalesce(
+            assignment_instructions.grade_scale,
+            course_instructions.grade_scale,
+            'swedish_8_anchor'
+        ) as grade_scale
+    from uploads
+    left join assignment_instructions
+        on uploads.assignment_id = assignment_instructions.assignment_id
+    left join course_instructions
+        on uploads.course_code = course_instructions.course_id
+),
+
 joined as (
     select
         uploads.cj_batch_id,
         uploads.bos_batch_id,
         uploads.assignment_id,
         uploads.course_code,
+        scales.grade_scale,
         uploads.upload_status,
         uploads.is_upload_complete,
         uploads.is_upload_error,
@@ -66,6 +106,9 @@ joined as (
         coalesce(
             events.correlation_mismatch_event_count, 0
         ) as correlation_mismatch_event_count,
+        coalesce(events.unpublished_event_count, 0) as unpublished_event_count,
+        coalesce(events.abandoned_event_count, 0) as abandoned_event_count,
+        events.oldest_unpublished_event_at,
         coalesce(essays.scored_student_count, 0) as scored_student_count,
         essays.scale_separation_reliability,
         uploads.created_at,
@@ -78,7 +121,11 @@ joined as (
     left join essays on uploads.cj_batch_id = essays.cj_batch_id
     left join pairs on uploads.cj_batch_id = pairs.cj_batch_id
     left join events on uploads.cj_batch_id = events.cj_batch_id
-    left join anchor_references on uploads.assignment_id = anchor_references.assignment_id
+    left join scales on uploads.cj_batch_id = scales.cj_batch_id
+    left join anchor_references
+        on
+            uploads.assignment_id = anchor_references.assignment_id
+            and scales.grade_scale = anchor_references.grade_scale
 ),
 
 rules as (
@@ -87,13 +134,28 @@ rules as (
         coalesce(cj_state = 'COMPLETED', false) as is_state_completed,
         is_upload_complete
         and (
-            coalesce(cj_state <> 'COMPLETED', true) or completed_at is null
+            coalesce(cj_state <> 'COMPLETED', true)
+            or (completed_at is null and upload_status <> 'COMPLETE_INSUFFICIENT_ESSAYS')
         ) as is_finalization_incomplete,
         coalesce(
-            cj_state = 'COMPLETED' and (not is_upload_complete or completed_at is null), false
+            cj_state = 'COMPLETED'
+            and (
+                not is_upload_complete
+                or (completed_at is null and upload_status <> 'COMPLETE_INSUFFICIENT_ESSAYS')
+            ),
+            false
         ) as is_completed_state_inconsistent,
+        {# Production adds anchors only to a batch with an assignment that has anchors
+            registered for the batch's scale; a single-essay batch
+            (COMPLETE_INSUFFICIENT_ESSAYS) is finished without scoring. The finalizer of
+            such a batch sets no completed_at. #}
+        (registered_anchor_count > 0 or metadata_anchor_count > 0)
+        and upload_status <> 'COMPLETE_INSUFFICIENT_ESSAYS' as anchors_expected,
         coalesce(
-            cj_state = 'COMPLETED' and (anchor_count > 0 or metadata_anchor_count > 0), false
+            cj_state = 'COMPLETED'
+            and upload_status <> 'COMPLETE_INSUFFICIENT_ESSAYS'
+            and (anchor_count > 0 or metadata_anchor_count > 0),
+            false
         ) as projections_expected,
         comparisons_submitted = pair_count
         and comparisons_completed = pairs_completed

@@ -45,13 +45,21 @@ judged as (
         projections_expected
         and students_without_projection_count > 0 as has_missing_projections,
         anchor_flag_mismatch_count > 0 as has_anchor_flag_mismatch,
-        essay_count > 0
+        anchors_expected
+        and essay_count > 0
         and anchor_count = 0
         and coalesce(cj_state <> 'INITIALIZING', true) as has_no_anchors,
         anchor_projection_count > 0 as has_anchor_projected,
         misattributed_projection_count > 0 as has_misattributed_projection,
         has_missing_events as has_events_missing,
         correlation_mismatch_event_count > 0 as has_event_correlation_mismatch,
+        abandoned_event_count > 0
+        or coalesce(
+            oldest_unpublished_event_at
+            < {{ cj_health_as_of() }}
+            - interval '1 minute' * {{ cj_threshold('unpublished_after_minutes') }},
+            false
+        ) as has_events_unpublished,
         coalesce(
             cj_state in ('INITIALIZING', 'GENERATING_PAIRS', 'WAITING_CALLBACKS')
             and minutes_since_activity > {{ cj_threshold('stalled_after_minutes') }},
@@ -62,6 +70,7 @@ judged as (
         invalid_anchor_metadata_count > 0 as has_invalid_anchor_metadata,
         coalesce(
             (is_state_completed or is_upload_complete)
+            and scored_student_count >= {{ cj_threshold('min_reliability_students') }}
             and scale_separation_reliability < {{ cj_threshold('min_reliability') }},
             false
         ) as has_low_reliability
@@ -117,6 +126,7 @@ select
     bos_batch_id,
     assignment_id,
     course_code,
+    grade_scale,
     upload_status,
     cj_state,
     expected_essay_count,
@@ -145,6 +155,9 @@ select
     completion_event_count,
     result_event_count,
     correlation_mismatch_event_count,
+    unpublished_event_count,
+    abandoned_event_count,
+    oldest_unpublished_event_at,
     scored_student_count,
     scale_separation_reliability,
     created_at,

@@ -1,8 +1,9 @@
-{#- The finalization events of the outbox, each matched to its CJ batch: the thin completion
-    event by `aggregate_id` = the upload's `bos_batch_id`, the rich result event by
-    `aggregate_id` = the CJ batch id. A BOS batch assessed twice has its completion events
-    matched to both CJ batches. Other outbox events are not finalization events and are left
-    out. -#}
+{#- The CJ service's own outbox events, each matched to its CJ batch: the thin completion,
+    the resource-consumption and the failure event by `aggregate_id` = the upload's
+    `bos_batch_id`, the rich result event by `aggregate_id` = the CJ batch id. A BOS batch
+    assessed twice has its bos-keyed events matched to both CJ batches. Events of other
+    topics are left out. The failure event carries the correlation id its caller passed, not
+    necessarily the upload's, so only the three finalization events are checked for it. -#}
 with events as (
     select * from {{ ref('stg_cj__event_outbox') }}
     where event_kind is not null
@@ -16,14 +17,14 @@ uploads as (
     from {{ ref('stg_cj__batch_uploads') }}
 ),
 
-completion_events as (
+bos_keyed_events as (
     select
         uploads.cj_batch_id,
         uploads.event_correlation_id as expected_correlation_id,
         events.*
     from events
     inner join uploads on events.aggregate_id = uploads.bos_batch_id
-    where events.event_kind = 'completion'
+    where events.event_kind in ('completion', 'resource', 'failure')
 ),
 
 result_events as (
@@ -37,7 +38,7 @@ result_events as (
 ),
 
 unioned as (
-    select * from completion_events
+    select * from bos_keyed_events
     union all
     select * from result_events
 ),
@@ -52,9 +53,11 @@ checked as (
         topic,
         correlation_id,
         expected_correlation_id,
-        coalesce(correlation_id <> expected_correlation_id, true) as is_correlation_mismatch,
+        event_kind <> 'failure'
+        and coalesce(correlation_id <> expected_correlation_id, true) as is_correlation_mismatch,
         created_at,
-        published_at
+        published_at,
+        retry_count
     from unioned
 )
 

@@ -1,4 +1,5 @@
-{#- The monitoring view: a materialized copy of int_batch_health, refreshed concurrently
+{#- The monitoring view: a materialized copy of int_batch_health with the acknowledgements
+    applied (int_batch_health_joined_to_acknowledgements), refreshed concurrently
     (macros/materializations/materialized_view_refresh.sql; `cj-health refresh`). Its comments
     come from the post-hook: dbt's persist_docs cannot see a materialized view's columns
     (they are not in information_schema.columns). -#}
@@ -14,4 +15,4 @@
     post_hook="{{ cj_document_materialized_view() }}"
 ) }}
 
-select * from {{ ref('int_batch_health') }}
+select * from {{ ref('int_batch_health_joined_to_acknowledgements') }}

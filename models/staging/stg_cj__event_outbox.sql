@@ -17,6 +17,12 @@ renamed as (
             when
                 topic = 'huleedu.assessment.result.published.v1'
                 and aggregate_type = 'assessment_result' then 'result'
+            when
+                topic = 'huleedu.resource.consumption.v1'
+                and aggregate_type = 'resource_consumption' then 'resource'
+            when
+                topic = 'huleedu.cj_assessment.failed.v1'
+                and aggregate_type = 'cj_batch' then 'failure'
         end as event_kind,
         event_data ->> 'correlation_id' as correlation_id,
         event_key,

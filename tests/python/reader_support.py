@@ -19,12 +19,22 @@ from cj_health.build import BUILD_ARGS
 from cj_health.db import Database, connect
 from cj_health.dbt_runner import run_dbt
 from cj_health.eng5.runner import execute_batch
+from cj_health.monitoring_tables import MONITORING_TABLES
 from cj_health.replay import replay_incident
 
 READER_ROLE = "cj_health_reader"
 # The marts, all granted to the reader: the health view, the alert view and the static list
-# of problem codes (no service data). Staging and intermediate views are never granted.
-MONITORING_VIEWS = ("cj_batch_health", "cj_batch_alerts", "cj_problem_codes")
+# of problem codes (no service data), and the acknowledgement table (read only). Staging and
+# intermediate views are never granted.
+MONITORING_VIEWS = (
+    "cj_batch_health",
+    "cj_batch_alerts",
+    "cj_problem_codes",
+    "cj_batch_acknowledgements",
+)
+# The monitoring's own tables over time (history, incidents, runs; no service data), granted
+# to the reader too.
+MONITORING_RELATIONS = (*MONITORING_VIEWS, *MONITORING_TABLES)
 
 
 @dataclass(frozen=True)

@@ -68,14 +68,14 @@ def insert_batch(
         anchor = n < 2
         conn.execute(
             "insert into cj_processed_essays (els_essay_id, cj_batch_id, comparison_count,"
-            " is_anchor, processing_metadata, assessment_input_text, text_storage_id)"
-            " values (%s, %s, 0, %s, %s::json, 'Student writing that must never leak.', %s)",
+            " is_anchor, processing_metadata, text_storage_id, assessment_input_text)"
+            " values (%s, %s, 0, %s, %s::json, 'content-' || md5(random()::text),"
+            " 'Student writing that must never leak.')",
             (
                 f"{'ANCHOR' if anchor else 'E'}_{cj_batch_id}_{n}",
                 cj_batch_id,
                 anchor,
                 json.dumps({"is_anchor": True} if anchor else {}),
-                f"storage/{cj_batch_id}/{n}",
             ),
         )
     return cj_batch_id
@@ -323,9 +323,8 @@ def test_cli_build_exits_1_and_names_the_failing_invariant(cj_env, capsys) -> No
         insert_batch(conn)
         for _ in range(2):  # the table's unique constraint lets NULL assignments through
             conn.execute(
-                "insert into anchor_essay_references"
-                " (anchor_label, grade, grade_scale, text_storage_id)"
-                " values ('anchor_x', 'B', 'eng5_np_legacy_9_step', 'storage/anchor_x')"
+                "insert into anchor_essay_references (anchor_label, grade, grade_scale,"
+                " text_storage_id) values ('anchor_x', 'B', 'eng5_np_legacy_9_step', 'content-x')"
             )
         conn.commit()
     assert cli.main(["build"]) == 1

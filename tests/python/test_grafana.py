@@ -37,11 +37,18 @@ from cj_health.grafana_sql import (
     expand_macros,
 )
 from cj_health.paths import project_dir
+from cj_health.runs import SCHEDULE_MINUTES
 
 plugins.register_default_plugins()
 
 DATASOURCE_UID = "cj-health-postgres"
 MONITORING_VIEWS = ("cj_monitoring.cj_batch_health", "cj_monitoring.cj_batch_alerts")
+# The monitoring's own tables over time, which the history, incident and run panels read.
+MONITORING_TABLES = (
+    "cj_monitoring.cj_health_history",
+    "cj_monitoring.cj_batch_incidents",
+    "cj_monitoring.cj_monitoring_runs",
+)
 RULE_ISSUES = {
     "cj-stuck-finalization": {"STUCK_FINALIZATION"},
     "cj-scoring-too-long": {"SCORING_TOO_LONG"},
@@ -50,6 +57,8 @@ RULE_ISSUES = {
 }
 OTHER_RULE = "cj-other-batch-problems"  # every alerting code the rules above do not name
 STALE_RULE = "cj-health-view-stale"
+# Rules about the monitoring's own runs (cj_monitoring_runs), one series per command.
+RUN_RULES = ("cj-monitoring-overdue", "cj-monitoring-run-failed")
 PER_BATCH_RULES = (*RULE_ISSUES, OTHER_RULE)
 # Grafana's accepted values (ngalert models; the provisioning file format).
 NO_DATA_STATES = {"Alerting", "NoData", "OK", "KeepLast"}
@@ -212,7 +221,16 @@ def test_dashboard_has_the_panels_on_call_needs():
     assert "scale_separation_reliability" in _panel("Reliability")["targets"][0]["rawSql"]
     assert "now() - max(refreshed_at)" in _panel("View age")["targets"][0]["rawSql"]
     for query in grafana_sql.dashboard_queries(grafana_sql.load_dashboard()):
-        assert any(view in query.raw_sql for view in MONITORING_VIEWS), query.source
+        assert any(
+            relation in query.raw_sql for relation in (*MONITORING_VIEWS, *MONITORING_TABLES)
+        ), query.source
+    assert "cj_monitoring.cj_health_history" in (
+        _panel("Alerting batches by problem code over time")["targets"][0]["rawSql"]
+    )
+    assert _panel("Batches by health status over time")["type"] == "timeseries"
+    assert "cleared_at - first_seen_at" in (
+        _panel("Time to resolve by problem code")["targets"][0]["rawSql"]
+    )
 
 
 def test_every_panel_uses_the_provisioned_datasource():
@@ -311,7 +329,7 @@ def test_every_rule_queries_the_provisioned_datasource_then_reduces_and_threshol
 
 def test_the_required_rules_exist_with_their_problem_codes():
     rules = {rule["uid"]: rule for rule in _rules()}
-    assert set(rules) == {*PER_BATCH_RULES, STALE_RULE}
+    assert set(rules) == {*PER_BATCH_RULES, STALE_RULE, *RUN_RULES}
     for uid in PER_BATCH_RULES:
         sql = rules[uid]["data"][0]["model"]["rawSql"]
         assert "cj_monitoring.cj_batch_alerts" in sql, uid
@@ -323,11 +341,20 @@ def test_the_required_rules_exist_with_their_problem_codes():
             assert named == set().union(*RULE_ISSUES.values())
         else:
             assert named == RULE_ISSUES[uid], uid
-    assert rules["cj-stuck-finalization"]["for"] == "5m"
+    assert rules["cj-stuck-finalization"]["for"] == "2m"
     stale = rules[STALE_RULE]
     assert "now() - max(refreshed_at)" in stale["data"][0]["model"]["rawSql"]
     threshold = next(q for q in stale["data"] if q["refId"] == stale["condition"])["model"]
     assert threshold["conditions"][0]["evaluator"] == {"type": "gt", "params": [15]}
+    for uid in RUN_RULES:
+        assert "cj_monitoring.cj_monitoring_runs" in rules[uid]["data"][0]["model"]["rawSql"]
+        assert rules[uid]["labels"]["severity"] in {"critical", "warning"}
+    # The dead man's switch: twice each documented interval (cj_health.runs.SCHEDULE_MINUTES).
+    overdue = rules["cj-monitoring-overdue"]
+    schedule = ", ".join(f"('{c}', {m})" for c, m in SCHEDULE_MINUTES.items())
+    assert f"(values {schedule})" in overdue["data"][0]["model"]["rawSql"]
+    threshold = next(q for q in overdue["data"] if q["refId"] == overdue["condition"])["model"]
+    assert threshold["conditions"][0]["evaluator"] == {"type": "gt", "params": [2]}
 
 
 def test_every_rule_explains_itself_and_links_an_existing_runbook_heading():
@@ -335,7 +362,9 @@ def test_every_rule_explains_itself_and_links_an_existing_runbook_heading():
     for rule in _rules():
         annotations = rule["annotations"]
         assert annotations["summary"].strip(), rule["uid"]
-        if rule["uid"] != STALE_RULE:
+        if rule["uid"] in RUN_RULES:
+            assert "{{ $labels.command }}" in annotations["description"], rule["uid"]
+        elif rule["uid"] != STALE_RULE:
             assert "{{ $labels.cj_batch_id }}" in annotations["description"], rule["uid"]
         url, _, anchor = annotations["runbook_url"].partition("#")
         assert url.startswith("https://") and url.endswith("/docs/runbook.md"), rule["uid"]

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 from reader_support import (
-    MONITORING_VIEWS,
+    MONITORING_RELATIONS,
     READER_ROLE,
     MonitoredDatabase,
     monitored_database,
@@ -23,6 +23,7 @@ from reader_support import (
 
 from cj_health.build import refresh
 from cj_health.db import Database, connect, monitoring_schema, source_schema
+from cj_health.monitoring_tables import MONITORING_TABLES
 from cj_health.schema import SERVICE_TABLES
 
 WRITE_PRIVILEGES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
@@ -84,6 +85,14 @@ def test_reader_selects_the_monitoring_views(reader, monitored):
     assert ("STUCK_FINALIZATION",) in codes
 
 
+@pytest.mark.parametrize("table", MONITORING_TABLES)
+def test_reader_selects_the_monitoring_tables(reader, table):
+    with connect(reader) as conn:
+        conn.execute(
+            sql.SQL("select * from {} limit 1").format(_qualified(monitoring_schema(), table))
+        ).fetchall()
+
+
 @pytest.mark.parametrize("table", SERVICE_TABLES)
 def test_reader_cannot_read_the_service_tables(reader, table):
     error = _refused(
@@ -122,7 +131,7 @@ def _other_relations(database: Database) -> list[tuple[str, str]]:
               and not (n.nspname = %s and c.relname = any(%s))
             order by 1, 2
             """,
-            (monitoring_schema(), list(MONITORING_VIEWS)),
+            (monitoring_schema(), list(MONITORING_RELATIONS)),
         ).fetchall()
     return [(schema, name) for schema, name in rows]
 
@@ -172,7 +181,7 @@ def test_reader_cannot_write_the_service_tables(reader, template, table):
     assert isinstance(error, errors.InsufficientPrivilege), error
 
 
-@pytest.mark.parametrize("view", MONITORING_VIEWS)
+@pytest.mark.parametrize("view", MONITORING_RELATIONS)
 def test_reader_cannot_change_the_monitoring_views(reader, monitored, view):
     with connect(monitored.database) as conn:
         held = conn.execute(

@@ -1,0 +1,55 @@
+"""The monitoring's own tables (created by the dbt hook in macros/monitoring_tables.sql):
+their names, and whether a database has them yet."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from cj_health.db import monitoring_schema
+
+HISTORY_TABLE = "cj_health_history"
+INCIDENTS_TABLE = "cj_batch_incidents"
+RUNS_TABLE = "cj_monitoring_runs"
+MONITORING_TABLES = (HISTORY_TABLE, INCIDENTS_TABLE, RUNS_TABLE)
+ACKNOWLEDGEMENTS_TABLE = "cj_batch_acknowledgements"
+HEALTH_VIEW = "cj_batch_health"
+PROBLEM_CODES_VIEW = "cj_problem_codes"
+
+
+def qualified(relation: str) -> sql.Composed:
+    """`relation` in the monitoring schema, quoted."""
+    return sql.Identifier(monitoring_schema(), relation)
+
+
+def relation_exists(conn: psycopg.Connection, name: str) -> bool:
+    """True when `name` exists in the monitoring schema (table, view or materialized view)."""
+    row = conn.execute(
+        "select 1 from pg_catalog.pg_class c"
+        " join pg_catalog.pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = %s and c.relname = %s",
+        (monitoring_schema(), name),
+    ).fetchone()
+    return row is not None
+
+
+def column_exists(conn: psycopg.Connection, relation: str, column: str) -> bool:
+    row = conn.execute(
+        "select 1 from pg_catalog.pg_attribute a"
+        " join pg_catalog.pg_class c on c.oid = a.attrelid"
+        " join pg_catalog.pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = %s and c.relname = %s and a.attname = %s"
+        " and a.attnum > 0 and not a.attisdropped",
+        (monitoring_schema(), relation, column),
+    ).fetchone()
+    return row is not None
+
+
+def acknowledged_issues(conn: psycopg.Connection, alias: str) -> sql.Composable:
+    """The acknowledged codes of the health view row `alias`: its `acknowledged_issues`
+    once acknowledgements exist, else an empty array."""
+    if column_exists(conn, HEALTH_VIEW, "acknowledged_issues"):
+        return sql.SQL("coalesce({}.acknowledged_issues, '{{}}'::text[])").format(
+            sql.Identifier(alias)
+        )
+    return sql.SQL("'{}'::text[]")
