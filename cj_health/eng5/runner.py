@@ -346,7 +346,7 @@ def _store_essays(database: Database, cj_batch_id: int, essays: list[GeneratedEs
                 {"id": cj_batch_id},
             )
 
-    run_with_sessions(database.url, store)
+    run_with_sessions(session_conninfo(database), store)
 
 
 async def _set_status_async(session: AsyncSession, cj_batch_id: int, status: str) -> None:
