@@ -2,7 +2,7 @@
 breaks it, so operators can watch the monitoring fire.
 
 The default, `batch20_wedge`, replays the Batch 20 incident itself with its counts
-(../shared/cj-domain.md): expected 6 essays, upload COMPLETE_STABLE, state WAITING_CALLBACKS,
+as reported: expected 6 essays, upload COMPLETE_STABLE, state WAITING_CALLBACKS,
 5 comparisons submitted and completed, none failed, partial scoring triggered, `completed_at`
 NULL, no projections, 18 essay rows of which 15 are anchors by metadata while every
 `is_anchor` column is false (the essays are written the way the unpatched repository wrote

@@ -1,6 +1,6 @@
 """A synthetic CJ service database of N batches, generated set-wise in SQL.
 
-Shape (issue 8): 10 to 40 essays per batch, a quarter of them anchors (ENG5 anchors of the
+Shape: 10 to 40 essays per batch, a quarter of them anchors (ENG5 anchors of the
 batch's assignment), about 5 comparisons per essay (2.5 comparison pairs per essay), BT scores,
 grade projections and the two published outbox events for completed batches. Each batch draws a
 *profile*: most are healthy (completed, waiting for callbacks, initialising, failed); 3 % carry a
@@ -30,7 +30,7 @@ from python_fix.finalizer import RICH_EVENT_TYPE, THIN_EVENT_TYPE
 DEFAULT_CHUNK_BATCHES = 2000
 ASSIGNMENTS = 20
 GRADE_SCALE = "eng5_np_legacy_9_step"
-# The 12 ENG5 anchors, lowest to highest (../shared/cj-domain.md, "The ENG5 data set").
+# The 12 ENG5 anchors, lowest to highest (the ENG5 data set's anchor grades, as cj_health.eng5.anchors has them).
 ANCHOR_GRADES = ("F+", "F+", "E-", "E+", "D-", "D+", "C-", "C+", "B", "B", "A", "A")
 # Student grades by hidden quality, lowest first: `F` is below the lowest anchor.
 STUDENT_GRADES = ("F", "F+", "E-", "E+", "D-", "D+", "C-", "C+", "B", "A")

@@ -121,7 +121,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- replay-incident (helper-3: cj_health.faults, cj_health.replay) ---------------------
+# --- replay-incident: the fault catalogue and its replay ----------------------------------
 
 def register_replay_incident(actions: argparse._SubParsersAction) -> None:
     from cj_health.faults import FAULTS  # plain SQL functions: cheap to import

@@ -65,7 +65,7 @@ from python_fix.repository import PostgreSQLCJEssayRepository
 ARTEFACT_NAME = "assessment_run.execute.json"
 # 20 comparisons per essay: at 12, the default 12-student batch's scale separation reliability
 # fell below min_reliability (0.7) for most seeds, so healthy ENG5 data raised LOW_RELIABILITY
-# (measured over 40 seeds: at 20 none below 0.71). Edit by helper-3 for the detection matrix.
+# (measured over 40 seeds: at 20 none below 0.71).
 COMPARISONS_PER_ESSAY = 20
 MAX_STUDENTS = 500
 RUNNER_USER_ID = "eng5-runner"

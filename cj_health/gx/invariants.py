@@ -39,7 +39,7 @@ class Invariant:
     """One invariant macro and how dbt calls it."""
 
     name: str  # the macro name without its prefix, e.g. "anchor_flag_agrees"
-    number: int | None  # its number in issue 4 (1-9), None for extra checks
+    number: int | None  # its number among the nine data invariants (1-9), None for extra checks
     description: str
     dbt_test: str
     relations: dict[str, str]  # macro argument -> relation name, in the macro's order
