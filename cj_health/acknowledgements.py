@@ -28,9 +28,9 @@ from psycopg.rows import dict_row
 
 from cj_health.db import Database, connect, monitoring_schema, source_schema
 from cj_health.errors import BatchNotFound, CjHealthError
+from cj_health.monitoring_tables import ACKNOWLEDGEMENTS_TABLE as TABLE
+from cj_health.monitoring_tables import HEALTH_VIEW
 
-TABLE = "cj_batch_acknowledgements"
-HEALTH_VIEW = "cj_batch_health"
 COLUMNS = (
     "acknowledgement_id, cj_batch_id, problem_code, reason, acknowledged_by,"
     " acknowledged_at, expires_at, coalesce(expires_at > now(), true) as is_active"

@@ -35,9 +35,9 @@ from cj_health.db import Database, connect, monitoring_schema
 from cj_health.dbt_runner import DbtResult, dbt_work_dir, run_dbt
 from cj_health.errors import EXIT_OK, EXIT_PROBLEMS_FOUND, EXIT_USAGE, CjHealthError
 from cj_health.history import record_refresh
+from cj_health.monitoring_tables import HEALTH_VIEW
 from cj_health.paths import project_dir
 
-HEALTH_VIEW = "cj_batch_health"
 AUDIT_SCHEMA_SUFFIX = "_dbt_test__audit"
 BUILD_ARGS = ["build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
 

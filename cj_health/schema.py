@@ -122,3 +122,13 @@ def table_exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
         (schema, table),
     ).fetchone()
     return row is not None
+
+
+def require_service_schema(conn: psycopg.Connection, database: Database) -> None:
+    """Fail with one line when the connection's search_path holds no CJ service tables."""
+    if conn.execute("select to_regclass('cj_batch_uploads')").fetchone()[0] is None:
+        raise CjHealthError(
+            f"{database.display} has no CJ service tables in schema {source_schema()} "
+            "(CJ_SOURCE_SCHEMA); run `cj-health db init` first, or set it to the service's "
+            "schema"
+        )

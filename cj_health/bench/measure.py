@@ -27,9 +27,8 @@ from psycopg import sql
 from cj_health.db import DEFAULT_MONITORING_SCHEMA, Database, connect, monitoring_schema
 from cj_health.db import source_schema as source_schema_name
 from cj_health.errors import CjHealthError
+from cj_health.monitoring_tables import HEALTH_VIEW
 
-HEALTH_VIEW = "cj_batch_health"
-ALERTS_VIEW = "cj_batch_alerts"
 STUCK_RULE_UID = "cj-stuck-finalization"
 READER_SQL = "select count(*) from {} where is_alerting"
 FIT_REPEAT = 3
@@ -184,7 +183,7 @@ def refresh_and_bound(database: Database, repeat: int) -> Interleaved:
 
 def stuck_alert_query() -> tuple[str, str]:
     """The SQL that Grafana's stuck-finalization rule runs, macros expanded: (source, sql)."""
-    from cj_health import grafana_sql
+    from cj_health.bench import grafana_sql
 
     path = grafana_sql.alert_rules_path()
     if not path.exists():

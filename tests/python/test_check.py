@@ -20,8 +20,8 @@ from conftest import eng5_template
 from cj_health import cli
 from cj_health.check import CheckReport, run_check
 from cj_health.db import Database, connect
+from cj_health.eng5.faults import break_batch
 from cj_health.errors import CjHealthError
-from cj_health.faults import break_batch
 from cj_health.gx import context as gx_context
 from cj_health.gx.connection import CONNECTION_VARIABLE, sqlalchemy_url
 from cj_health.gx.invariants import (

@@ -1,7 +1,7 @@
 """The detection matrix: every fault of the catalogue is caught by every layer.
 
 One database holds healthy ENG5 batches and, beside them, one batch broken by each fault of
-cj_health.faults. After one `cj-health build` (dbt run, then dbt test) and one
+cj_health.eng5.faults. After one `cj-health build` (dbt run, then dbt test) and one
 `cj-health check`:
 - view: `cj_batch_health` shows the fault's problem code on its batch, no healthy batch has
   any issue, and no healthy batch carries any fault's code;
@@ -28,7 +28,7 @@ from psycopg import sql
 
 from cj_health.build import BuildResult, build
 from cj_health.db import Database, connect, monitoring_schema
-from cj_health.faults import FAULTS, break_batch
+from cj_health.eng5.faults import FAULTS, break_batch
 from cj_health.paths import project_dir
 from cj_health.schema import init_schema
 

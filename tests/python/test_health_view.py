@@ -19,8 +19,8 @@ from psycopg.rows import dict_row
 
 from cj_health.build import BuildResult, build
 from cj_health.db import Database, connect, monitoring_schema
-from cj_health.faults import break_batch
-from cj_health.replay import INCIDENT_CODES, replay_batch20
+from cj_health.eng5.faults import break_batch
+from cj_health.eng5.replay import INCIDENT_CODES, replay_batch20
 
 
 @dataclass

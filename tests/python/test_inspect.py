@@ -8,9 +8,9 @@ import pytest
 
 from cj_health.cli import main
 from cj_health.db import Database, connect
+from cj_health.eng5.replay import replay_batch20
 from cj_health.eng5.runner import execute_batch
 from cj_health.inspect import load_report
-from cj_health.replay import replay_batch20
 
 REPORT_KEYS = {
     "cj_batch_id", "bos_batch_id", "assignment_id", "course_code", "expected_essay_count",

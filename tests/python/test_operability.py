@@ -19,13 +19,14 @@ from conftest import eng5_template
 from psycopg import sql
 from reader_support import reader_login
 
-from cj_health import cli, grafana_sql
+from cj_health import cli
+from cj_health.bench import grafana_sql
+from cj_health.bench.grafana_sql import expand_macros
 from cj_health.db import Database, connect, monitoring_schema
 from cj_health.dbt_runner import run_dbt
-from cj_health.grafana_sql import expand_macros
+from cj_health.eng5.replay import replay_incident
 from cj_health.monitoring_tables import MONITORING_TABLES
 from cj_health.paths import project_dir
-from cj_health.replay import replay_incident
 from cj_health.runs import Run, write_run
 
 
