@@ -319,8 +319,8 @@ def test_suites_naming_missing_columns_fail_with_their_names(built, context_copy
         "select cj_batch_id, no_such_column from {batch} where no_such_column"
     )
     suite.write_text(json.dumps(document))
-    health = context_copy / "expectations" / "cj_batch_health.json"
-    health.write_text(health.read_text().replace('"column": "cj_state"', '"column": "no_state"'))
+    states = context_copy / "expectations" / "stg_cj__batch_states.json"
+    states.write_text(states.read_text().replace('"column": "cj_state"', '"column": "no_state"'))
     with pytest.raises(CjHealthError) as error:
         run_check(database, context_root=context_copy, refresh=False)
     message = str(error.value)
