@@ -15,7 +15,7 @@ and the tests then report what is wrong.
 `refresh(database)` runs `REFRESH MATERIALIZED VIEW CONCURRENTLY` on cj_batch_health with
 psycopg (no dbt start-up), or a plain refresh when the view was never populated, with the
 session settings of dbt var `cj_refresh_settings` (JIT off, more work_mem) for that
-transaction only.
+transaction only, as the last dbt run resolved it (cj_health.settings).
 
 After each refresh (refresh's own, and dbt's in `build`), cj_health.history records a point
 in cj_health_history and brings cj_batch_incidents up to date.
@@ -36,7 +36,7 @@ from cj_health.dbt_runner import DbtResult, dbt_work_dir, run_dbt
 from cj_health.errors import EXIT_OK, EXIT_PROBLEMS_FOUND, EXIT_USAGE, CjHealthError
 from cj_health.history import record_refresh
 from cj_health.monitoring_tables import HEALTH_VIEW
-from cj_health.paths import project_dir
+from cj_health.settings import refresh_settings
 
 AUDIT_SCHEMA_SUFFIX = "_dbt_test__audit"
 BUILD_ARGS = ["build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
@@ -170,16 +170,6 @@ def build(
     return result
 
 
-def refresh_settings() -> dict[str, str]:
-    """The session settings for a refresh: dbt var `cj_refresh_settings` in dbt_project.yml,
-    which the dbt model's pre-hook applies too (one definition)."""
-    import yaml
-
-    project = yaml.safe_load((project_dir() / "dbt_project.yml").read_text())
-    settings = (project.get("vars") or {}).get("cj_refresh_settings") or {}
-    return {str(name): str(value) for name, value in settings.items()}
-
-
 def refresh(database: Database) -> RefreshResult:
     """Refresh cj_batch_health; concurrently (readers never wait) once it has been populated."""
     schema = monitoring_schema()
@@ -202,7 +192,7 @@ def refresh(database: Database) -> RefreshResult:
         started = time.perf_counter()
         try:
             with conn.transaction():
-                for name, value in refresh_settings().items():
+                for name, value in refresh_settings(conn).items():
                     conn.execute("select set_config(%s, %s, true)", (name, value))
                 conn.execute(statement)
         except psycopg.Error as exc:

@@ -37,7 +37,7 @@ from cj_health.monitoring_tables import (
     qualified,
     relation_exists,
 )
-from cj_health.project_vars import retention_days
+from cj_health.settings import retention_days
 
 
 @dataclass(frozen=True)
@@ -243,15 +243,19 @@ def _copy_acknowledgements(conn: psycopg.Connection, seen_at: datetime) -> None:
 
 
 def _prune(conn: psycopg.Connection) -> None:
-    conn.execute(
-        sql.SQL("delete from {} where refreshed_at < now() - make_interval(days => %s)").format(
-            qualified(HISTORY_TABLE)
-        ),
-        (retention_days("history_retention_days"),),
-    )
-    conn.execute(
-        sql.SQL("delete from {} where cleared_at < now() - make_interval(days => %s)").format(
-            qualified(INCIDENTS_TABLE)
-        ),
-        (retention_days("incident_retention_days"),),
-    )
+    history_days = retention_days(conn, "history_retention_days")
+    if history_days is not None:
+        conn.execute(
+            sql.SQL(
+                "delete from {} where refreshed_at < now() - make_interval(days => %s)"
+            ).format(qualified(HISTORY_TABLE)),
+            (history_days,),
+        )
+    incident_days = retention_days(conn, "incident_retention_days")
+    if incident_days is not None:
+        conn.execute(
+            sql.SQL(
+                "delete from {} where cleared_at < now() - make_interval(days => %s)"
+            ).format(qualified(INCIDENTS_TABLE)),
+            (incident_days,),
+        )

@@ -19,6 +19,8 @@ ALERTS_VIEW = "cj_batch_alerts"
 PROBLEM_CODES_VIEW = "cj_problem_codes"
 # The per-batch facts the health view judges (a plain view: current between refreshes).
 BATCH_FACTS_VIEW = "int_batch_facts"
+# The settings cj-health applies outside dbt, as dbt resolved its vars (cj_health.settings).
+SETTINGS_VIEW = "int_monitoring_settings"
 
 
 def qualified(relation: str) -> sql.Composed:

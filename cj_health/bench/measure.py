@@ -133,9 +133,9 @@ def refresh_statement() -> sql.Composed:
 def apply_refresh_settings(conn: psycopg.Connection) -> dict[str, str]:
     """The session settings `cj-health refresh` runs the refresh with (cj_health.build:
     dbt var `cj_refresh_settings`, e.g. JIT off and a larger work_mem), for this session."""
-    from cj_health.build import refresh_settings
+    from cj_health.settings import refresh_settings
 
-    settings = refresh_settings()
+    settings = refresh_settings(conn)
     for name, value in settings.items():
         conn.execute("select set_config(%s, %s, false)", (name, value))
     return settings

@@ -195,6 +195,30 @@ def test_a_cleared_problem_that_comes_back_opens_a_new_incident(dev_db) -> None:
     assert stuck == [(None,)]
 
 
+def test_retention_follows_the_vars_of_the_last_build(dev_db) -> None:
+    """`--vars` of a build reach the pruning (dbt resolves them into int_monitoring_settings);
+    a retention that is no whole number of days, at least 1, stops the build."""
+    from cj_health.build import build
+
+    assert build(dev_db, dbt_vars={"history_retention_days": 0}).exit_code == 2
+    assert build(dev_db, dbt_vars={"history_retention_days": 1.5}).exit_code == 2
+    assert build(dev_db, dbt_vars={"history_retention_days": 1}).exit_code == 0
+    two_days_ago = datetime.now(UTC) - timedelta(days=2)
+    with connect(dev_db) as conn:
+        conn.execute(
+            sql.SQL(
+                "insert into {} (refreshed_at, batch_count, alerting_count,"
+                " batches_by_health_status, batches_by_problem_code, alerting_by_problem_code)"
+                " values (%s, 0, 0, '{{}}', '{{}}', '{{}}')"
+            ).format(_table("cj_health_history")),
+            (two_days_ago,),
+        )
+    assert cli.main(["refresh"]) == 0
+    assert _rows(
+        dev_db, "select count(*) from {history} where refreshed_at = %s", (two_days_ago,)
+    ) == [(0,)]
+
+
 def test_old_rows_are_pruned_by_the_retention_vars(dev_db) -> None:
     assert cli.main(["build"]) == 0
     long_ago = datetime.now(UTC) - timedelta(days=400)
