@@ -242,7 +242,7 @@ def render_text(report: dict[str, Any]) -> str:
         + (f" ({', '.join(f'{g}: {n}' for g, n in pr['by_grade'].items())})" if pr["count"] else "")
         + (f"; {pr['on_anchors']} on anchors" if pr["on_anchors"] else "")
         + (f"; {pr['misattributed']} misattributed" if pr["misattributed"] else "")
-        + (f"; {pr['students_without']} students without" if pr["students_without"] else ""),
+        + (f"; {pr['students_without']} students without one" if pr["students_without"] else ""),
         f"  outbox events      {len(report['events'])}",
     ]
     for event in report["events"]:
