@@ -242,20 +242,22 @@ def _copy_acknowledgements(conn: psycopg.Connection, seen_at: datetime) -> None:
     )
 
 
+# table, the time its rows age by, the retention setting (cleared incidents only: an open
+# incident has no cleared_at and is kept however old).
+_RETENTION = (
+    (HISTORY_TABLE, "refreshed_at", "history_retention_days"),
+    (INCIDENTS_TABLE, "cleared_at", "incident_retention_days"),
+)
+
+
 def _prune(conn: psycopg.Connection) -> None:
-    history_days = retention_days(conn, "history_retention_days")
-    if history_days is not None:
+    for table, column, setting in _RETENTION:
+        days = retention_days(conn, setting)
+        if days is None:
+            continue
         conn.execute(
-            sql.SQL(
-                "delete from {} where refreshed_at < now() - make_interval(days => %s)"
-            ).format(qualified(HISTORY_TABLE)),
-            (history_days,),
-        )
-    incident_days = retention_days(conn, "incident_retention_days")
-    if incident_days is not None:
-        conn.execute(
-            sql.SQL(
-                "delete from {} where cleared_at < now() - make_interval(days => %s)"
-            ).format(qualified(INCIDENTS_TABLE)),
-            (incident_days,),
+            sql.SQL("delete from {} where {} < now() - make_interval(days => %s)").format(
+                qualified(table), sql.Identifier(column)
+            ),
+            (days,),
         )

@@ -195,6 +195,17 @@ def test_a_cleared_problem_that_comes_back_opens_a_new_incident(dev_db) -> None:
     assert stuck == [(None,)]
 
 
+def _insert_history_point(conn, at: datetime) -> None:
+    conn.execute(
+        sql.SQL(
+            "insert into {} (refreshed_at, batch_count, alerting_count,"
+            " batches_by_health_status, batches_by_problem_code, alerting_by_problem_code)"
+            " values (%s, 0, 0, '{{}}', '{{}}', '{{}}')"
+        ).format(_table("cj_health_history")),
+        (at,),
+    )
+
+
 def test_retention_follows_the_vars_of_the_last_build(dev_db) -> None:
     """`--vars` of a build reach the pruning (dbt resolves them into int_monitoring_settings);
     a retention that is no whole number of days, at least 1, stops the build."""
@@ -205,14 +216,7 @@ def test_retention_follows_the_vars_of_the_last_build(dev_db) -> None:
     assert build(dev_db, dbt_vars={"history_retention_days": 1}).exit_code == 0
     two_days_ago = datetime.now(UTC) - timedelta(days=2)
     with connect(dev_db) as conn:
-        conn.execute(
-            sql.SQL(
-                "insert into {} (refreshed_at, batch_count, alerting_count,"
-                " batches_by_health_status, batches_by_problem_code, alerting_by_problem_code)"
-                " values (%s, 0, 0, '{{}}', '{{}}', '{{}}')"
-            ).format(_table("cj_health_history")),
-            (two_days_ago,),
-        )
+        _insert_history_point(conn, two_days_ago)
     assert cli.main(["refresh"]) == 0
     assert _rows(
         dev_db, "select count(*) from {history} where refreshed_at = %s", (two_days_ago,)
@@ -223,14 +227,7 @@ def test_old_rows_are_pruned_by_the_retention_vars(dev_db) -> None:
     assert cli.main(["build"]) == 0
     long_ago = datetime.now(UTC) - timedelta(days=400)
     with connect(dev_db) as conn:
-        conn.execute(
-            sql.SQL(
-                "insert into {} (refreshed_at, batch_count, alerting_count,"
-                " batches_by_health_status, batches_by_problem_code, alerting_by_problem_code)"
-                " values (%s, 0, 0, '{{}}', '{{}}', '{{}}')"
-            ).format(_table("cj_health_history")),
-            (long_ago,),
-        )
+        _insert_history_point(conn, long_ago)
         conn.execute(
             sql.SQL(
                 "insert into {} (cj_batch_id, problem_code, first_seen_at, last_seen_at,"
