@@ -227,6 +227,11 @@ class SteadyRefresh:
         return statistics.median(self.refresh_seconds)
 
 
+def activity_slot(run: int) -> int:
+    """The residue modulo 100 of the batch ids that get new activity before run `run`."""
+    return (run * 37 + 11) % 100
+
+
 def add_activity(conn: psycopg.Connection, slot: int) -> int:
     """Give 1 % of the batches new activity (ACTIVITY_STATEMENTS); the number of batches."""
     with conn.transaction():
@@ -244,7 +249,7 @@ def steady_refresh(database: Database, repeat: int) -> SteadyRefresh:
         _set_source_path(conn)
         apply_refresh_settings(conn)
         for run in range(repeat):
-            result.changed_batches.append(add_activity(conn, (run * 37 + 11) % 100))
+            result.changed_batches.append(add_activity(conn, activity_slot(run)))
             result.refresh_seconds.append(_timed(conn, refresh_statement()))
     return result
 

@@ -1,32 +1,20 @@
 {#- The problem codes as a relation (from the macro cj_problem_codes), for analysts, Grafana
-    and the alert view. One VALUES list: the alert rules read it through cj_batch_alerts on
-    every evaluation, and a list is planned in a fraction of the time a union of one select
-    per code takes. -#}
+    and the alert view. -#}
 {%- set alerting = cj_alerting_severities() -%}
 
 with problem_codes as (
-    select
-        problem_code,
-        severity,
-        severity_rank,
-        is_alerting,
-        since_column,
-        rule_summary
-    from (
-        values
-        {%- for problem in cj_problem_codes() %}
-            (
-                '{{ problem.code }}'::text,
-                '{{ problem.severity }}'::text,
-                {{ loop.index }},
-                {{ 'true' if problem.severity in alerting else 'false' }},
-                '{{ problem.since }}'::text,
-                '{{ problem.summary | replace("'", "''") }}'::text
-            ){% if not loop.last %},{% endif %}
-        {%- endfor %}
-    ) as problem_code_list (
-        problem_code, severity, severity_rank, is_alerting, since_column, rule_summary
-    )
+    {%- for problem in cj_problem_codes() %}
+        select
+            '{{ problem.code }}'::text as problem_code,
+            '{{ problem.severity }}'::text as severity,
+            {{ loop.index }} as severity_rank,
+            {{ 'true' if problem.severity in alerting else 'false' }} as is_alerting,
+            '{{ problem.since }}'::text as since_column,
+            '{{ problem.summary | replace("'", "''") }}'::text as rule_summary
+        {%- if not loop.last %}
+            union all
+        {%- endif %}
+    {%- endfor %}
 )
 
 select * from problem_codes
