@@ -2,7 +2,7 @@
 
 Each fault function takes a healthy COMPLETED batch (as `cj-health eng5 execute` leaves it:
 upload COMPLETE_STABLE with `completed_at`, state COMPLETED, counters equal to the pairs,
-anchors flagged by column and metadata, one projection per student, both outbox events) and
+anchors flagged by column and metadata, one projection per student, its three outbox events) and
 breaks it the way production broke, with plain parameterised SQL:
 
     fault_fn(conn, cj_batch_id) -> None            # most faults
@@ -59,7 +59,8 @@ def _rewind_finalization(conn: psycopg.Connection, cj_batch_id: int) -> None:
     conn.execute(
         "delete from event_outbox e using cj_batch_uploads u "
         "where u.id = %s and ("
-        " (e.aggregate_type = 'cj_batch' and e.aggregate_id = u.bos_batch_id)"
+        " (e.aggregate_type in ('cj_batch', 'resource_consumption')"
+        "  and e.aggregate_id = u.bos_batch_id)"
         " or (e.aggregate_type = 'assessment_result' and e.aggregate_id = u.id::text))",
         (cj_batch_id,),
     )

@@ -63,12 +63,12 @@ group by p.primary_grade order by p.primary_grade
 """
 
 EVENTS_SQL = """
-select event_type, aggregate_type, aggregate_id, event_data->>'correlation_id' as correlation_id,
-       created_at, published_at
+select topic, event_type, aggregate_type, aggregate_id,
+       event_data->>'correlation_id' as correlation_id, created_at, published_at
 from event_outbox
-where (aggregate_type = 'cj_batch' and aggregate_id = %(bos)s)
+where (aggregate_type in ('cj_batch', 'resource_consumption') and aggregate_id = %(bos)s)
    or (aggregate_type = 'assessment_result' and aggregate_id = %(id_text)s)
-order by created_at, event_type
+order by created_at, topic
 """
 
 
@@ -118,6 +118,7 @@ class BatchReport:
             },
             "events": [
                 {
+                    "topic": e["topic"],
                     "event_type": e["event_type"],
                     "aggregate_type": e["aggregate_type"],
                     "aggregate_id": e["aggregate_id"],
@@ -223,7 +224,7 @@ def render_text(report: dict[str, Any]) -> str:
     for event in report["events"]:
         match = "matches upload" if event["correlation_matches_upload"] else "DIFFERS from upload"
         state = "published" if event["published"] else "unpublished"
-        lines.append(f"    - {event['event_type']} ({state}; correlation id {match})")
+        lines.append(f"    - {event['topic']} ({state}; correlation id {match})")
     if health is None:
         lines.append("  health             unknown: monitoring views not built (cj-health build)")
     else:

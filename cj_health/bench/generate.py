@@ -189,6 +189,16 @@ from generate_series(0, %(assignments)s - 1) as a
 cross join generate_series(0, 11) as s
 """
 
+# Each assignment's instruction names its scale: the finalizer resolves a batch's scale from it.
+ASSESSMENT_INSTRUCTIONS_SQL = """
+insert into assessment_instructions (assignment_id, instructions_text, grade_scale, created_at)
+select '00000000-0000-0000-0000-' || lpad((a + 1)::text, 12, '0'),
+       'ENG5 assignment ' || (a + 1),
+       %(scale)s,
+       now() - interval '400 days'
+from generate_series(0, %(assignments)s - 1) as a
+"""
+
 # One chunk of batches [first, last]: three plans (batches, essays, pairs) as temp tables,
 # then one insert ... select per service table.
 PLAN_BATCHES_SQL = """
@@ -532,6 +542,9 @@ def generate(
             conn.execute(
                 ANCHOR_REFERENCES_SQL,
                 {"grades": list(ANCHOR_GRADES), "scale": GRADE_SCALE, "assignments": ASSIGNMENTS},
+            )
+            conn.execute(
+                ASSESSMENT_INSTRUCTIONS_SQL, {"scale": GRADE_SCALE, "assignments": ASSIGNMENTS}
             )
         for first in range(1, batches + 1, chunk_batches):
             last = min(first + chunk_batches - 1, batches)

@@ -342,15 +342,15 @@ def finalize_timing(database: Database, cj_batch_id: int) -> FinalizerTiming:
     """Time BatchFinalizer.finalize_scoring on the batch, then time the BT fit alone on the
     same essays and outcomes (read back from the service tables) in the same run: the fastest
     of FIT_REPEAT fits, since a busy machine only ever makes a run slower."""
+    from cj_health.service_adapter import SyncBatchFinalizer
     from python_fix import scoring
-    from python_fix.finalizer import BatchFinalizer
 
     marks: dict[str, float] = {}
-    finalizer = BatchFinalizer(
+    finalizer = SyncBatchFinalizer(
         database.url, on_step=lambda step: marks.setdefault(step, time.perf_counter())
     )
     started = time.perf_counter()
-    result = finalizer.finalize_scoring(cj_batch_id)
+    result = finalizer.finalize_scoring(cj_batch_id, source="cj-health bench")
     seconds = time.perf_counter() - started
 
     with connect(database) as conn:

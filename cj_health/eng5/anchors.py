@@ -13,6 +13,7 @@ DEV_ASSIGNMENT_ID = "00000000-0000-0000-0000-000000000001"
 DEV_COURSE_ID = "00000000-0000-0000-0000-000000000002"
 COURSE_CODE = "ENG5"
 LANGUAGE = "en"
+INSTRUCTIONS_TEXT = "ENG5 national test essay: compare the two essays as a whole."
 # The scale is defined once, in python_fix.grade_scales (the finalizer projects with it).
 GRADE_SCALE = ENG5_SCALE.name  # "eng5_np_legacy_9_step"
 # The scale's grades, lowest to highest: F+, E-, E+, D-, D+, C-, C+, B, A.
@@ -52,7 +53,15 @@ def text_storage_id(anchor_label: str) -> str:
 
 
 def register_anchors_in(conn: psycopg.Connection, assignment_id: str) -> int:
-    """Upsert the 12 ENG5 anchor references for `assignment_id` in the caller's transaction."""
+    """Upsert the assignment's `assessment_instructions` row (its grade scale: production
+    resolves a batch's scale from it) and the 12 ENG5 anchor references for `assignment_id`,
+    in the caller's transaction."""
+    conn.execute(
+        "insert into assessment_instructions (assignment_id, instructions_text, grade_scale) "
+        "values (%s, %s, %s) on conflict (assignment_id) do update set "
+        "grade_scale = excluded.grade_scale",
+        (assignment_id, INSTRUCTIONS_TEXT, GRADE_SCALE),
+    )
     with conn.cursor() as cur:
         cur.executemany(
             "insert into anchor_essay_references "

@@ -1,7 +1,8 @@
 """`cj-health eng5 execute`: one ENG5 batch end to end through python_fix.
 
 1. The upload, its state row and the essays (the 12 anchors with anchor metadata, plus
-   generated students), each essay through `create_or_update_cj_processed_essay`.
+   generated students), each essay through
+   `PostgreSQLCJEssayRepository.create_or_update_cj_processed_essay` on an AsyncSession.
 2. Comparison pairs judged by the mock LLM judge (cj_health.eng5.judge).
 3. Callbacks written like the service writes them: winner, confidence, justification,
    submitted_at/completed_at, and the state's counters and last_activity_at.
@@ -29,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import psycopg
 from psycopg.types.json import Json
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cj_health.db import Database, connect
 from cj_health.eng5.anchors import (
@@ -45,15 +48,19 @@ from cj_health.eng5.essays import ROLE_STUDENT, GeneratedEssay, anchor_essays, s
 from cj_health.eng5.judge import JUDGE_MODEL, JUDGE_PROVIDER, MockJudge
 from cj_health.errors import BatchNotFound, CjHealthError, Refused
 from cj_health.paths import state_dir
+from cj_health.service_adapter import (
+    DatabaseSessionProvider,
+    SyncBatchFinalizer,
+    run_with_sessions,
+)
 from python_fix.finalizer import (
     OUTCOME_COMPLETED,
-    BatchFinalizer,
     BatchNotFoundError,
     FinalizationError,
     FinalizationRefused,
     FinalizationResult,
 )
-from python_fix.repository import create_or_update_cj_processed_essay
+from python_fix.repository import PostgreSQLCJEssayRepository
 
 ARTEFACT_NAME = "assessment_run.execute.json"
 # 20 comparisons per essay: at 12, the default 12-student batch's scale separation reliability
@@ -142,7 +149,7 @@ def execute_batch(
             conn, bos_batch_id, assignment_id, course_id, seed, students, budget
         )
         say(f"created CJ batch {cj_batch_id} (BOS batch {bos_batch_id})")
-        _store_essays(conn, cj_batch_id, essays)
+        _store_essays(database, cj_batch_id, essays)
         say(f"stored {len(references)} anchors and {students} student essays")
         pair_ids = _submit_pairs(conn, cj_batch_id, assignment_id, essays, pairs, seed)
         say(f"submitted {len(pair_ids)} comparisons to the mock judge")
@@ -252,7 +259,10 @@ def _require_new_bos_batch(conn: psycopg.Connection, bos_batch_id: str) -> None:
 
 def _ensure_anchors(conn: psycopg.Connection, assignment_id: str, say: Progress) -> list:
     references = load_anchor_references(conn, assignment_id)
-    if len(references) < len(ANCHORS):
+    instructed = conn.execute(
+        "select 1 from assessment_instructions where assignment_id = %s", (assignment_id,)
+    ).fetchone()
+    if len(references) < len(ANCHORS) or instructed is None:
         with conn.transaction():
             register_anchors_in(conn, assignment_id)
         references = load_anchor_references(conn, assignment_id)
@@ -294,20 +304,43 @@ def _create_batch(
     return cj_batch_id
 
 
-def _store_essays(conn: psycopg.Connection, cj_batch_id: int, essays: list[GeneratedEssay]):
-    with conn.transaction():
-        _set_status(conn, cj_batch_id, "FETCHING_CONTENT")
-        for essay in essays:
-            create_or_update_cj_processed_essay(
-                conn,
-                cj_batch_id=cj_batch_id,
-                els_essay_id=essay.els_essay_id,
-                text_storage_id=essay.text_storage_id,
-                assessment_input_text=essay.text,
-                processing_metadata=essay.processing_metadata,
+def _store_essays(database: Database, cj_batch_id: int, essays: list[GeneratedEssay]):
+    """FETCHING_CONTENT, every essay through the repository patch on the service's
+    AsyncSession, then PERFORMING_COMPARISONS / GENERATING_PAIRS: one transaction."""
+    repository = PostgreSQLCJEssayRepository()
+
+    async def store(provider: DatabaseSessionProvider) -> None:
+        async with provider.session() as session, session.begin():
+            await _set_status_async(session, cj_batch_id, "FETCHING_CONTENT")
+            for essay in essays:
+                await repository.create_or_update_cj_processed_essay(
+                    session,
+                    cj_batch_id,
+                    essay.els_essay_id,
+                    essay.text_storage_id,
+                    essay.text,
+                    essay.processing_metadata,
+                )
+            await _set_status_async(session, cj_batch_id, "PERFORMING_COMPARISONS")
+            await session.execute(
+                text(
+                    "update cj_batch_states set state = 'GENERATING_PAIRS', "
+                    "last_activity_at = now() where batch_id = :id"
+                ),
+                {"id": cj_batch_id},
             )
-        _set_status(conn, cj_batch_id, "PERFORMING_COMPARISONS")
-        _set_state(conn, cj_batch_id, "GENERATING_PAIRS")
+
+    run_with_sessions(database.url, store)
+
+
+async def _set_status_async(session: AsyncSession, cj_batch_id: int, status: str) -> None:
+    await session.execute(
+        text(
+            "update cj_batch_uploads set status = cast(:status as cj_batch_status_enum), "
+            "updated_at = now() where id = :id"
+        ),
+        {"status": status, "id": cj_batch_id},
+    )
 
 
 def _submit_pairs(
@@ -362,7 +395,8 @@ def _write_callbacks(
     judge: MockJudge,
     say: Progress,
 ) -> None:
-    """One transaction per callback, as the service handles them: the pair's verdict, then
+    """One transaction per callback, as the service handles them: the pair's verdict (with the
+    callback's `provider` and `model` in its metadata), then
     the state's completed counter, last activity and partial-scoring flag."""
     report_every = max(1, len(pairs) // PROGRESS_STEPS)
     for done, ((a, b), pair_id) in enumerate(zip(pairs, pair_ids, strict=True), start=1):
@@ -370,13 +404,17 @@ def _write_callbacks(
         with conn.transaction():
             conn.execute(
                 "update cj_comparison_pairs set winner = %s, confidence = %s, "
-                "justification = %s, raw_llm_response = %s, completed_at = clock_timestamp() "
+                "justification = %s, raw_llm_response = %s, completed_at = clock_timestamp(), "
+                "processing_metadata = (coalesce(processing_metadata::jsonb, '{}') || "
+                "jsonb_build_object('provider', %s::text, 'model', %s::text))::json "
                 "where id = %s",
                 (
                     verdict.winner,
                     verdict.confidence,
                     verdict.justification,
                     verdict.raw_response,
+                    JUDGE_PROVIDER,
+                    JUDGE_MODEL,
                     pair_id,
                 ),
             )
@@ -403,7 +441,9 @@ def _relay_events(database: Database, cj_batch_id: int, bos_batch_id: str) -> No
 
 def _finalize(database: Database, cj_batch_id: int) -> FinalizationResult:
     try:
-        return BatchFinalizer(database.url).finalize_scoring(cj_batch_id)
+        return SyncBatchFinalizer(database.url).finalize_scoring(
+            cj_batch_id, source="cj-health eng5 execute"
+        )
     except BatchNotFoundError as exc:
         raise BatchNotFound(str(exc)) from None
     except FinalizationRefused as exc:
@@ -495,16 +535,3 @@ def _write_artefact(out_dir: Path, result: ExecuteResult, course_id: str) -> Pat
     temporary.replace(path)
     return path
 
-
-def _set_status(conn: psycopg.Connection, cj_batch_id: int, status: str) -> None:
-    conn.execute(
-        "update cj_batch_uploads set status = %s, updated_at = now() where id = %s",
-        (status, cj_batch_id),
-    )
-
-
-def _set_state(conn: psycopg.Connection, cj_batch_id: int, state: str) -> None:
-    conn.execute(
-        "update cj_batch_states set state = %s, last_activity_at = now() where batch_id = %s",
-        (state, cj_batch_id),
-    )

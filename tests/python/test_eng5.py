@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 from conftest import table_fingerprint
+from contracts import validate_outbox
 from psycopg import sql
+from psycopg.types.json import Json
 
 from cj_health import cli
 from cj_health.db import Database, connect
@@ -26,6 +29,7 @@ from cj_health.eng5.runner import (
 )
 from cj_health.errors import EXIT_REFUSED, CjHealthError, Refused
 from cj_health.schema import SERVICE_TABLES, load_migrations
+from python_fix.events import BatchFacts, build_outbox_rows
 
 # Measured for the default 12 students and 20 comparisons per essay: seed 0 gives exact 0.67
 # and adjacent 1.00; seeds 0-9 give exact 0.50-0.83 and adjacent 1.00. Chance is about 0.10
@@ -33,6 +37,19 @@ from cj_health.schema import SERVICE_TABLES, load_migrations
 AGREEMENT_SEED = 0
 EXACT_FLOOR = 0.40
 ADJACENT_FLOOR = 0.80
+
+
+@pytest.fixture(autouse=True)
+def _outbox_rows_pass_the_contracts(request):
+    """Every outbox row a test here leaves behind passes its consumer's contract."""
+    database = None
+    for name in ("cj_db", "cj_env"):
+        if name in request.fixturenames:
+            database = request.getfixturevalue(name)
+    yield
+    if database is not None:
+        with connect(database) as conn:
+            validate_outbox(conn)
 
 
 def _snapshot(database: Database) -> dict[str, str]:
@@ -106,7 +123,7 @@ def test_reset_empties_every_cj_table(cj_db, tmp_path):
     assert not result.dropped
     assert result.rows_removed["cj_batch_uploads"] == 1
     assert result.rows_removed["anchor_essay_references"] == 12
-    assert result.rows_removed["event_outbox"] == 2
+    assert result.rows_removed["event_outbox"] == 3
     for table in SERVICE_TABLES:
         assert _count(cj_db, sql.SQL("select count(*) from {}").format(sql.Identifier(table))) == 0
     assert "emptied the CJ tables" in result.summary()
@@ -224,7 +241,7 @@ def test_execute_completes_a_batch_whose_grades_agree_with_the_hidden_ones(cj_db
     assert (result.upload_status, result.state) == ("COMPLETE_STABLE", "COMPLETED")
     assert (result.students, result.anchors, result.projections) == (12, 12, 12)
     assert result.comparisons == result.comparisons_completed == default_max_comparisons(24)
-    assert result.finalization.events_written == 2
+    assert result.finalization.events_written == 3
     assert result.agreement_exact >= EXACT_FLOOR
     assert result.agreement_adjacent >= ADJACENT_FLOOR
     assert any(line.startswith("callbacks: ") for line in lines)
@@ -358,7 +375,7 @@ def test_many_batches_in_one_database_with_the_same_seed(cj_db, tmp_path):
         e["hidden_quality"] for e in second.essays
     ]
     assert _count(cj_db, "select count(*) from anchor_essay_references") == 12
-    assert _count(cj_db, "select count(*) from event_outbox") == 4
+    assert _count(cj_db, "select count(*) from event_outbox") == 6
 
 
 @pytest.mark.parametrize(
@@ -387,12 +404,22 @@ def test_execute_refuses_a_bos_batch_id_that_exists(cj_db, tmp_path):
 
 def test_a_failed_finalization_is_one_line_and_leaves_the_batch_scoring(cj_db, tmp_path):
     bos_batch_id = str(uuid.uuid4())
+    facts = BatchFacts(
+        1, bos_batch_id, uuid.uuid4(), None, "ENG5", "eng5-runner", None, datetime.now(UTC)
+    )
+    queued = build_outbox_rows(facts, [], {}, ("mock", "mock-judge-v1"))[0]
     with connect(cj_db) as conn:  # an unpublished completion event already queued for it
         conn.execute(
             "insert into event_outbox (aggregate_id, aggregate_type, event_type, event_data, "
-            "topic) values (%s, 'cj_batch', 'huleedu.cj_assessment.completed.v1', '{}', "
-            "'huleedu.cj_assessment.completed.v1')",
-            (bos_batch_id,),
+            "topic, event_key) values (%s, %s, %s, %s, %s, %s)",
+            (
+                queued.aggregate_id,
+                queued.aggregate_type,
+                queued.event_type,
+                Json(queued.event_data),
+                queued.topic,
+                queued.aggregate_id,
+            ),
         )
     with pytest.raises(CjHealthError, match="finalizing CJ batch 1 .* failed: duplicate key"):
         execute_batch(

@@ -59,6 +59,9 @@ select
     (select count(*) from event_outbox o
       where (o.aggregate_type = 'cj_batch' and o.aggregate_id = u.bos_batch_id)
          or (o.aggregate_type = 'assessment_result' and o.aggregate_id = u.id::text)) as events,
+    (select count(*) from event_outbox o
+      where o.aggregate_type = 'assessment_result' and o.aggregate_id = u.id::text
+        and o.published_at is null and o.retry_count >= 5) as abandoned_events,
     (select (var_samp(e.current_bt_score) - avg(e.current_bt_se ^ 2)) / var_samp(e.current_bt_score)
        from cj_processed_essays e
       where e.cj_batch_id = u.id and not e.is_anchor and e.current_bt_score is not null)
@@ -90,6 +93,7 @@ EXPECTED: dict[str, Callable[[dict], bool]] = {
     and f["completed_at"] is None,
     "counter_mismatch": lambda f: f["completed"] == f["pairs_completed"] + 2,
     "event_missing": lambda f: f["events"] == 1,
+    "event_unpublished": lambda f: f["abandoned_events"] == 1 and f["events"] == 2,
     "low_reliability": lambda f: f["reliability"] is not None and f["reliability"] < 0.7,
     "stalled": lambda f: f["state"] == "WAITING_CALLBACKS"
     and f["status"] == "PERFORMING_COMPARISONS"

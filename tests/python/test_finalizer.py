@@ -18,17 +18,25 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import table_fingerprint
+from contracts import validate_outbox
+from psycopg.types.json import Json
 
 from cj_health.db import Database, connect
 from cj_health.eng5.runner import ExecuteResult, execute_batch
 from cj_health.schema import SERVICE_TABLES
+from cj_health.service_adapter import SyncBatchFinalizer
 from python_fix import scoring
+from python_fix.events import (
+    COMPLETED_TOPIC,
+    RESOURCE_TOPIC,
+    RESULT_EVENT_TYPE,
+    RESULT_TOPIC,
+    BatchFacts,
+    build_outbox_rows,
+)
 from python_fix.finalizer import (
     PHASE1_DONE,
     PHASE2_STEPS,
-    RICH_EVENT_TYPE,
-    THIN_EVENT_TYPE,
-    BatchFinalizer,
     BatchNotFoundError,
     FinalizationRefused,
     InjectedFailure,
@@ -36,6 +44,8 @@ from python_fix.finalizer import (
 from python_fix.grade_scales import ENG5_SCALE
 
 ENVELOPE_KEYS = {
+    "topic",
+    "data_schema_uri",
     "event_id",
     "event_type",
     "event_timestamp",
@@ -45,6 +55,16 @@ ENVELOPE_KEYS = {
     "data",
     "metadata",
 }
+
+
+@pytest.fixture(autouse=True)
+def _outbox_rows_pass_the_contracts(request):
+    """Every outbox row a test here leaves behind passes its consumer's contract."""
+    database = request.getfixturevalue("cj_db") if "cj_db" in request.fixturenames else None
+    yield
+    if database is not None:
+        with connect(database) as conn:
+            validate_outbox(conn)
 
 
 def _waiting_batch(database: Database, tmp_path: Path, **kwargs) -> ExecuteResult:
@@ -99,7 +119,7 @@ def test_state_goes_to_scoring_first_and_to_completed_after_the_events(cj_db, ba
         )
         seen.append((step, status, state))
 
-    result = BatchFinalizer(cj_db.url, on_step=observe).finalize_scoring(batch.cj_batch_id)
+    result = SyncBatchFinalizer(cj_db.url, on_step=observe).finalize_scoring(batch.cj_batch_id)
 
     assert [step for step, _, _ in seen] == [PHASE1_DONE, *PHASE2_STEPS]
     assert PHASE2_STEPS.index("events") < PHASE2_STEPS.index("state")
@@ -111,20 +131,20 @@ def test_state_goes_to_scoring_first_and_to_completed_after_the_events(cj_db, ba
     assert (result.scores_written, result.projections_written, result.events_written) == (
         18,
         6,
-        2,
+        3,
     )
     assert _batch_facts(cj_db, batch.cj_batch_id) == {
         "status": "COMPLETE_STABLE",
         "state": "COMPLETED",
         "completed_at_set": True,
         "projections": 6,
-        "events": 2,
+        "events": 3,
         "scored_essays": 18,
     }
 
 
 def test_scores_store_the_bt_fit_and_comparison_counts(cj_db, batch):
-    BatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
+    SyncBatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
     with connect(cj_db) as conn:
         rows = conn.execute(
             "select e.els_essay_id, e.current_bt_score, e.current_bt_se, e.comparison_count, "
@@ -144,7 +164,7 @@ def test_projections_only_for_students_and_linked_to_the_batch(cj_db, tmp_path):
     first = _waiting_batch(cj_db, tmp_path, students=5)
     second = _waiting_batch(cj_db, tmp_path, students=7)
     for made in (first, second):
-        BatchFinalizer(cj_db.url).finalize_scoring(made.cj_batch_id)
+        SyncBatchFinalizer(cj_db.url).finalize_scoring(made.cj_batch_id)
     with connect(cj_db) as conn:
         rows = conn.execute(
             "select p.cj_batch_id, e.cj_batch_id, e.is_anchor, p.grade_scale, p.primary_grade, "
@@ -169,7 +189,7 @@ def test_projections_only_for_students_and_linked_to_the_batch(cj_db, tmp_path):
 
 
 def test_the_events_carry_the_upload_correlation_id(cj_db, batch):
-    BatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
+    SyncBatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
     with connect(cj_db) as conn:
         bos_batch_id, correlation_id = conn.execute(
             "select bos_batch_id, event_correlation_id from cj_batch_uploads where id = %s",
@@ -190,23 +210,42 @@ def test_the_events_carry_the_upload_correlation_id(cj_db, batch):
             )
         }
     assert [(e[0], e[1], e[2], e[3]) for e in events] == [
-        (str(batch.cj_batch_id), "assessment_result", RICH_EVENT_TYPE, RICH_EVENT_TYPE),
-        (bos_batch_id, "cj_batch", THIN_EVENT_TYPE, THIN_EVENT_TYPE),
+        (
+            str(batch.cj_batch_id),
+            "assessment_result",
+            RESULT_EVENT_TYPE,
+            RESULT_TOPIC,
+        ),
+        (bos_batch_id, "cj_batch", COMPLETED_TOPIC, COMPLETED_TOPIC),
+        (
+            bos_batch_id,
+            "resource_consumption",
+            RESOURCE_TOPIC,
+            RESOURCE_TOPIC,
+        ),
     ]
-    for _, _, event_type, _, envelope, wire_correlation_id, raw in events:
+    for _, _, _, topic, envelope, wire_correlation_id, raw in events:
         assert wire_correlation_id == str(uuid.UUID(correlation_id)) == correlation_id
         assert set(envelope) == ENVELOPE_KEYS
-        assert envelope["event_type"] == event_type
+        assert envelope["event_type"] == envelope["topic"] == topic
         assert not any(text in raw for text in texts)  # no essay text in events
     rich = events[0][4]["data"]
-    graded = {r["els_essay_id"] for r in rich["essay_results"] if r["primary_grade"]}
-    assert graded == projected and len(projected) == 6
+    students = {r["essay_id"]: r for r in rich["essay_results"] if not r["is_anchor"]}
+    assert set(students) == projected and len(projected) == 6
+    with connect(cj_db) as conn:
+        grades = dict(
+            conn.execute(
+                "select els_essay_id, primary_grade from grade_projections where cj_batch_id = %s",
+                (batch.cj_batch_id,),
+            ).fetchall()
+        )
+    assert {essay_id: r["letter_grade"] for essay_id, r in students.items()} == grades
 
 
 def test_a_rerun_on_a_completed_batch_is_a_no_op(cj_db, batch):
-    BatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
+    SyncBatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
     before = _snapshot(cj_db)
-    again = BatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
+    again = SyncBatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
     assert again.outcome == "already_completed"
     assert again.transitions == []
     assert (again.scores_written, again.projections_written, again.events_written) == (0, 0, 0)
@@ -222,7 +261,7 @@ def test_a_failure_at_any_phase2_step_leaves_the_batch_scoring_and_a_rerun_finis
     cj_db, batch, step
 ):
     with pytest.raises(InjectedFailure, match=step):
-        BatchFinalizer(cj_db.url, fail_at=step).finalize_scoring(batch.cj_batch_id)
+        SyncBatchFinalizer(cj_db.url, fail_at=step).finalize_scoring(batch.cj_batch_id)
     assert _batch_facts(cj_db, batch.cj_batch_id) == {
         "status": "PERFORMING_COMPARISONS",
         "state": "SCORING",
@@ -231,7 +270,7 @@ def test_a_failure_at_any_phase2_step_leaves_the_batch_scoring_and_a_rerun_finis
         "events": 0,
         "scored_essays": 0,
     }
-    result = BatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
+    result = SyncBatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
     assert result.outcome == "completed"
     assert result.transitions == ["SCORING->COMPLETED"]
     facts = _batch_facts(cj_db, batch.cj_batch_id)
@@ -239,21 +278,38 @@ def test_a_failure_at_any_phase2_step_leaves_the_batch_scoring_and_a_rerun_finis
         "COMPLETED",
         "COMPLETE_STABLE",
         6,
-        2,
+        3,
     )
 
 
 def test_a_real_database_error_in_phase2_rolls_everything_back(cj_db, batch):
-    """An unpublished event already queued for this BOS batch makes the outbox insert fail
-    (unique index); once it is published, a rerun completes the batch."""
+    """An unpublished completion event already queued for this BOS batch (the unpatched
+    service commits it before the rest) makes the outbox insert fail on production's unique
+    index; once it is published, a rerun completes the batch."""
     with connect(cj_db) as conn:
+        created_at, correlation_id = conn.execute(
+            "select created_at, event_correlation_id from cj_batch_uploads where id = %s",
+            (batch.cj_batch_id,),
+        ).fetchone()
+        facts = BatchFacts(
+            batch.cj_batch_id, batch.bos_batch_id, uuid.UUID(correlation_id),
+            batch.assignment_id, "ENG5", "eng5-runner", None, created_at,
+        )  # fmt: skip
+        queued = build_outbox_rows(facts, [], {}, ("mock", "mock-judge-v1"))[0]
         conn.execute(
             "insert into event_outbox (aggregate_id, aggregate_type, event_type, event_data, "
-            "topic) values (%s, 'cj_batch', %s, '{}', %s)",
-            (batch.bos_batch_id, THIN_EVENT_TYPE, THIN_EVENT_TYPE),
+            "topic, event_key) values (%s, %s, %s, %s, %s, %s)",
+            (
+                queued.aggregate_id,
+                queued.aggregate_type,
+                queued.event_type,
+                Json(queued.event_data),
+                queued.topic,
+                queued.aggregate_id,
+            ),
         )
     with pytest.raises(psycopg.errors.UniqueViolation):
-        BatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
+        SyncBatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
     facts = _batch_facts(cj_db, batch.cj_batch_id)
     assert (facts["state"], facts["status"], facts["projections"], facts["events"]) == (
         "SCORING",
@@ -263,36 +319,36 @@ def test_a_real_database_error_in_phase2_rolls_everything_back(cj_db, batch):
     )
     with connect(cj_db) as conn:
         conn.execute("update event_outbox set published_at = now()")
-    assert BatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id).outcome == "completed"
-    assert _batch_facts(cj_db, batch.cj_batch_id)["events"] == 3
+    assert SyncBatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id).outcome == "completed"
+    assert _batch_facts(cj_db, batch.cj_batch_id)["events"] == 4
 
 
 @pytest.mark.parametrize("step", ["upload_status", "events", "state"])
 def test_the_insufficient_essays_path_is_just_as_atomic(cj_db, tmp_path, step):
     made = _waiting_batch(cj_db, tmp_path, students=1)
     with pytest.raises(InjectedFailure):
-        BatchFinalizer(cj_db.url, fail_at=step).finalize_scoring(made.cj_batch_id)
+        SyncBatchFinalizer(cj_db.url, fail_at=step).finalize_scoring(made.cj_batch_id)
     facts = _batch_facts(cj_db, made.cj_batch_id)
     assert (facts["state"], facts["status"], facts["events"]) == (
         "SCORING",
         "PERFORMING_COMPARISONS",
         0,
     )
-    result = BatchFinalizer(cj_db.url).finalize_scoring(made.cj_batch_id)
+    result = SyncBatchFinalizer(cj_db.url).finalize_scoring(made.cj_batch_id)
     assert result.outcome == "insufficient_essays"
     assert _batch_facts(cj_db, made.cj_batch_id) == {
         "status": "COMPLETE_INSUFFICIENT_ESSAYS",
         "state": "COMPLETED",
         "completed_at_set": True,
         "projections": 0,
-        "events": 2,
+        "events": 3,
         "scored_essays": 0,
     }
 
 
 def test_fail_at_must_name_a_phase2_step(cj_db):
     with pytest.raises(ValueError, match="fail_at"):
-        BatchFinalizer(cj_db.url, fail_at="nonsense")
+        SyncBatchFinalizer(cj_db.url, fail_at="nonsense")
 
 
 # --- concurrency --------------------------------------------------------------------------
@@ -321,7 +377,7 @@ def _hold_batch_lock_until_waiters(database: Database, cj_batch_id: int, start_w
 def _assert_finalized_once(database: Database, made: ExecuteResult, outcomes: list[str]):
     assert sorted(outcomes) == ["already_completed", "completed"]
     facts = _batch_facts(database, made.cj_batch_id)
-    assert (facts["state"], facts["projections"], facts["events"]) == ("COMPLETED", 6, 2)
+    assert (facts["state"], facts["projections"], facts["events"]) == ("COMPLETED", 6, 3)
 
 
 def test_two_threads_finalizing_together_finalize_once(cj_db, batch):
@@ -330,7 +386,7 @@ def test_two_threads_finalizing_together_finalize_once(cj_db, batch):
 
     def start() -> None:
         for _ in range(2):
-            finalizer = BatchFinalizer(cj_db.url)
+            finalizer = SyncBatchFinalizer(cj_db.url)
             futures.append(pool.submit(finalizer.finalize_scoring, batch.cj_batch_id))
 
     try:
@@ -343,8 +399,8 @@ def test_two_threads_finalizing_together_finalize_once(cj_db, batch):
 
 CHILD = """
 import json, sys
-from python_fix.finalizer import BatchFinalizer
-result = BatchFinalizer(sys.argv[1]).finalize_scoring(int(sys.argv[2]))
+from cj_health.service_adapter import SyncBatchFinalizer
+result = SyncBatchFinalizer(sys.argv[1]).finalize_scoring(int(sys.argv[2]))
 print(json.dumps({"outcome": result.outcome, "transitions": result.transitions}))
 """
 
@@ -391,11 +447,11 @@ def test_a_finalizer_waits_for_a_running_one_instead_of_duplicating(cj_db, batch
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         first = pool.submit(
-            BatchFinalizer(cj_db.url, on_step=pause_in_phase2).finalize_scoring,
+            SyncBatchFinalizer(cj_db.url, on_step=pause_in_phase2).finalize_scoring,
             batch.cj_batch_id,
         )
         assert entered.wait(timeout=120)
-        second = pool.submit(BatchFinalizer(cj_db.url).finalize_scoring, batch.cj_batch_id)
+        second = pool.submit(SyncBatchFinalizer(cj_db.url).finalize_scoring, batch.cj_batch_id)
         for _ in range(600):
             waiting = _one(
                 cj_db,
@@ -424,12 +480,12 @@ def test_phase2_rechecks_the_state_after_another_finalizer_finished(cj_db, batch
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         first = pool.submit(
-            BatchFinalizer(cj_db.url, on_step=pause_after_phase1).finalize_scoring,
+            SyncBatchFinalizer(cj_db.url, on_step=pause_after_phase1).finalize_scoring,
             batch.cj_batch_id,
         )
         assert between_phases.wait(timeout=120)
         try:
-            second = BatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
+            second = SyncBatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
         finally:
             release.set()
         first_result = first.result(timeout=120)
@@ -444,7 +500,7 @@ def test_phase2_rechecks_the_state_after_another_finalizer_finished(cj_db, batch
 
 def test_a_missing_batch_is_a_clear_error(cj_db):
     with pytest.raises(BatchNotFoundError, match="CJ batch 4242 does not exist"):
-        BatchFinalizer(cj_db.url).finalize_scoring(4242)
+        SyncBatchFinalizer(cj_db.url).finalize_scoring(4242)
 
 
 def _set_state(database: Database, cj_batch_id: int, state: str) -> None:
@@ -459,7 +515,7 @@ def test_batches_in_other_states_are_refused_and_nothing_is_written(cj_db, batch
     _set_state(cj_db, batch.cj_batch_id, state)
     before = _snapshot(cj_db)
     with pytest.raises(FinalizationRefused, match=f"CJ batch {batch.cj_batch_id} is {state}"):
-        BatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
+        SyncBatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
     assert _snapshot(cj_db) == before
 
 
@@ -472,7 +528,7 @@ def test_the_batch20_shape_is_refused_and_nothing_is_written(cj_db, batch):
         )
     before = _snapshot(cj_db)
     with pytest.raises(FinalizationRefused, match="no anchor essays .* 12 registered anchors"):
-        BatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
+        SyncBatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
     assert _snapshot(cj_db) == before
 
 
@@ -484,7 +540,7 @@ def test_a_non_uuid_correlation_id_is_refused(cj_db, batch):
         )
     before = _snapshot(cj_db)
     with pytest.raises(FinalizationRefused, match="event_correlation_id is not a UUID"):
-        BatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
+        SyncBatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
     assert _snapshot(cj_db) == before
 
 
@@ -495,10 +551,10 @@ def test_without_registered_anchors_a_batch_completes_without_projections(cj_db,
             (batch.cj_batch_id,),
         )
         conn.execute("delete from anchor_essay_references")
-    result = BatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
+    result = SyncBatchFinalizer(cj_db.url).finalize_scoring(batch.cj_batch_id)
     assert result.outcome == "completed" and result.projections_written == 0
     facts = _batch_facts(cj_db, batch.cj_batch_id)
-    assert (facts["state"], facts["projections"], facts["events"]) == ("COMPLETED", 0, 2)
+    assert (facts["state"], facts["projections"], facts["events"]) == ("COMPLETED", 0, 3)
 
 
 # --- scoring ------------------------------------------------------------------------------

@@ -46,9 +46,10 @@ def test_json_report_of_a_healthy_batch(
     assert report["projections"]["count"] == 6
     assert report["projections"]["on_anchors"] == 0
     assert report["pairs"]["completed"] == report["comparisons"]["completed"]
-    assert sorted(e["event_type"] for e in report["events"]) == [
-        "huleedu.assessment.result.published.v1",
-        "huleedu.cj_assessment.completed.v1",
+    assert sorted((e["topic"], e["event_type"]) for e in report["events"]) == [
+        ("huleedu.assessment.result.published.v1", "assessment.result.published"),
+        ("huleedu.cj_assessment.completed.v1", "huleedu.cj_assessment.completed.v1"),
+        ("huleedu.resource.consumption.v1", "huleedu.resource.consumption.v1"),
     ]
     assert all(e["correlation_matches_upload"] for e in report["events"])
     assert report["timestamps"]["completed_at"] is not None

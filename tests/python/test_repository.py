@@ -1,4 +1,6 @@
-"""The anchor-flag repository patch against real PostgreSQL (issue 3, "Repository patch")."""
+"""The anchor-flag repository patch against real PostgreSQL, through production's interface:
+`PostgreSQLCJEssayRepository().create_or_update_cj_processed_essay(session, …)` on a SQLAlchemy
+AsyncSession that the caller commits or rolls back."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import psycopg
 import pytest
 
 from cj_health.db import Database, connect
-from python_fix.repository import EssayMoveRefused, create_or_update_cj_processed_essay
+from cj_health.service_adapter import run_with_sessions
+from python_fix.repository import EssayMoveRefused, PostgreSQLCJEssayRepository
 
 
 def _new_batch(conn: psycopg.Connection) -> int:
@@ -26,15 +29,57 @@ def _new_batch(conn: psycopg.Connection) -> int:
     return batch_id
 
 
+class Caller:
+    """The service side: several repository calls in one session and transaction that the
+    test commits or rolls back."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def upsert_many(self, calls: list[tuple], *, commit: bool = True):
+        """Run each (batch_id, essay_id, metadata, text) in one session; return results or
+        the first exception (then commit what came before it when `commit`)."""
+        repository = PostgreSQLCJEssayRepository()
+
+        async def work(provider):
+            results = []
+            async with provider.session() as session:
+                await session.begin()
+                try:
+                    for batch_id, essay_id, metadata, text in calls:
+                        results.append(
+                            await repository.create_or_update_cj_processed_essay(
+                                session,
+                                batch_id,
+                                essay_id,
+                                f"storage-{essay_id}",
+                                text,
+                                metadata,
+                            )
+                        )
+                except Exception as exc:
+                    results.append(exc)
+                if commit:
+                    await session.commit()
+                else:
+                    await session.rollback()
+            return results
+
+        return run_with_sessions(self.database.url, work)
+
+
 def _upsert(conn, batch_id: int, essay_id: str, metadata=None, text: str | None = "text"):
-    return create_or_update_cj_processed_essay(
-        conn,
-        cj_batch_id=batch_id,
-        els_essay_id=essay_id,
-        text_storage_id=f"storage-{essay_id}",
-        assessment_input_text=text,
-        processing_metadata=metadata,
-    )
+    """One repository call in its own transaction: committed on success, rolled back (so
+    nothing is written) when it raises."""
+    repository = PostgreSQLCJEssayRepository()
+
+    async def work(provider):
+        async with provider.session() as session, session.begin():
+            return await repository.create_or_update_cj_processed_essay(
+                session, batch_id, essay_id, f"storage-{essay_id}", text, metadata
+            )
+
+    return run_with_sessions(conn.info.dsn, work)
 
 
 def _row(conn, essay_id: str) -> tuple:
@@ -139,10 +184,17 @@ def test_metadata_is_merged_and_never_wiped(conn, batch_id):
     assert metadata == {"is_anchor": True, "known_grade": "B", "a": 2, "b": 3}
 
 
-def test_update_keeps_text_when_none_is_given(conn, batch_id):
-    _upsert(conn, batch_id, "essay-1", {}, text="first text")
-    _upsert(conn, batch_id, "essay-1", {}, text=None)
-    assert _row(conn, "essay-1")[4] == "first text"
+@pytest.mark.parametrize("text", [None, 42])
+def test_text_is_required_and_a_missing_one_leaves_the_row_as_it_was(conn, batch_id, text):
+    """assessment_input_text is NOT NULL in production: None is refused before any write."""
+    _upsert(conn, batch_id, "essay-1", {"is_anchor": True}, text="first text")
+    before = _row(conn, "essay-1")
+    with pytest.raises(ValueError, match="essay-1: assessment_input_text must be a string"):
+        _upsert(conn, batch_id, "essay-1", {"is_anchor": False}, text=text)
+    assert _row(conn, "essay-1") == before
+    with pytest.raises(ValueError, match="essay-2: assessment_input_text"):
+        _upsert(conn, batch_id, "essay-2", {}, text=text)
+    assert conn.execute("select count(*) from cj_processed_essays").fetchone()[0] == 1
 
 
 def test_rejected_value_on_insert_writes_nothing(conn, batch_id):
@@ -169,20 +221,21 @@ def test_rejected_value_on_update_leaves_the_row_unchanged(conn, batch_id, store
 def test_rejection_inside_a_caller_transaction_keeps_earlier_work(cj_db, batch_id):
     """The caller owns the transaction: a rejected value raises before any write, so the
     caller may still commit what it did before."""
-    with connect(cj_db) as conn:
-        _upsert(conn, batch_id, "essay-ok", {"is_anchor": True})
-        with pytest.raises(ValueError):
-            _upsert(conn, batch_id, "essay-bad", {"is_anchor": "yes"})
-        conn.commit()
+    results = Caller(cj_db).upsert_many(
+        [(batch_id, "essay-ok", {"is_anchor": True}, "text"),
+         (batch_id, "essay-bad", {"is_anchor": "yes"}, "text")],
+    )  # fmt: skip
+    assert isinstance(results[-1], ValueError)
     with connect(cj_db) as conn:
         ids = [r[0] for r in conn.execute("select els_essay_id from cj_processed_essays")]
     assert ids == ["essay-ok"]
 
 
 def test_the_caller_owns_the_transaction(cj_db, batch_id):
-    with connect(cj_db) as conn:
-        _upsert(conn, batch_id, "essay-1", {"is_anchor": True})
-        conn.rollback()
+    results = Caller(cj_db).upsert_many(
+        [(batch_id, "essay-1", {"is_anchor": True}, "text")], commit=False
+    )
+    assert results[0].created
     with connect(cj_db) as conn:
         assert conn.execute("select count(*) from cj_processed_essays").fetchone()[0] == 0
 
