@@ -194,22 +194,23 @@ def view_size(conn: psycopg.Connection) -> int:
     ).fetchone()[0]
 
 
-# New activity on the batches whose id is `slot` modulo 100 (1 % of them): the state moves
-# (last_activity_at), one pair per batch completes (a pending one where there is one) and
-# one projection per batch is written again (created_at).
+# New activity on the batches whose id is `slot` modulo 100 (1 % of them), faulty batches
+# left alone (their faults must stay visible): the state moves (last_activity_at), one pair
+# per batch completes (a pending one where there is one) and one projection per batch is
+# written again (created_at).
 ACTIVITY_STATEMENTS: tuple[str, ...] = (
     """update cj_batch_states set last_activity_at = now()
-       where mod(batch_id, 100) = %(slot)s""",
+       where mod(batch_id, 100) = %(slot)s and batch_id <> all(%(faulty)s)""",
     """update cj_comparison_pairs set winner = coalesce(winner, 'essay_a'), completed_at = now()
        where id in (
            select distinct on (cj_batch_id) id from cj_comparison_pairs
-           where mod(cj_batch_id, 100) = %(slot)s
+           where mod(cj_batch_id, 100) = %(slot)s and cj_batch_id <> all(%(faulty)s)
            order by cj_batch_id, (winner is null) desc, id
        )""",
     """update grade_projections set created_at = now()
        where (cj_batch_id, els_essay_id) in (
            select distinct on (cj_batch_id) cj_batch_id, els_essay_id from grade_projections
-           where mod(cj_batch_id, 100) = %(slot)s
+           where mod(cj_batch_id, 100) = %(slot)s and cj_batch_id <> all(%(faulty)s)
            order by cj_batch_id, els_essay_id
        )""",
 )
@@ -232,24 +233,29 @@ def activity_slot(run: int) -> int:
     return (run * 37 + 11) % 100
 
 
-def add_activity(conn: psycopg.Connection, slot: int) -> int:
-    """Give 1 % of the batches new activity (ACTIVITY_STATEMENTS); the number of batches."""
+def add_activity(conn: psycopg.Connection, slot: int, faulty: list[int]) -> int:
+    """Give 1 % of the batches new activity (ACTIVITY_STATEMENTS), none of `faulty`; the
+    number of batches."""
+    params = {"slot": slot, "faulty": faulty}
     with conn.transaction():
         for statement in ACTIVITY_STATEMENTS:
-            conn.execute(statement, {"slot": slot})
+            conn.execute(statement, params)
     return conn.execute(
-        "select count(*) from cj_batch_uploads where mod(id, 100) = %s", (slot,)
+        "select count(*) from cj_batch_uploads"
+        " where mod(id, 100) = %(slot)s and id <> all(%(faulty)s)",
+        params,
     ).fetchone()[0]
 
 
-def steady_refresh(database: Database, repeat: int) -> SteadyRefresh:
-    """`repeat` refreshes, each after new activity on a different 1 % of the batches."""
+def steady_refresh(database: Database, repeat: int, faulty: list[int]) -> SteadyRefresh:
+    """`repeat` refreshes, each after new activity on a different 1 % of the batches (the
+    `faulty` ones left alone)."""
     result = SteadyRefresh()
     with connect(database, autocommit=True) as conn:
         _set_source_path(conn)
         apply_refresh_settings(conn)
         for run in range(repeat):
-            result.changed_batches.append(add_activity(conn, activity_slot(run)))
+            result.changed_batches.append(add_activity(conn, activity_slot(run), faulty))
             result.refresh_seconds.append(_timed(conn, refresh_statement()))
     return result
 

@@ -163,7 +163,8 @@ def _run_in(bench: Database, options: BenchOptions, log: Log) -> dict[str, Any]:
     timed = measure.refresh_and_bound(bench, options.repeat)
 
     log(f"steady-state refresh: 1 % of the batches active, {options.repeat} runs")
-    steady = measure.steady_refresh(bench, options.repeat)
+    faulty = sorted({i for ids in summary.faulty_batch_ids.values() for i in ids})
+    steady = measure.steady_refresh(bench, options.repeat, faulty)
 
     ids = list(range(1, options.batches + 1))
     sample = naive_peer.sample_batch_ids(ids, options.peer_batches)
