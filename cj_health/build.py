@@ -25,7 +25,6 @@ in cj_health_history and brings cj_batch_incidents up to date.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ import psycopg
 from psycopg import sql
 
 from cj_health.db import Database, connect, monitoring_schema
-from cj_health.dbt_runner import DbtResult, run_dbt
+from cj_health.dbt_runner import DbtResult, dbt_work_dir, run_dbt
 from cj_health.errors import EXIT_OK, EXIT_PROBLEMS_FOUND, EXIT_USAGE, CjHealthError
 from cj_health.history import record_refresh
 from cj_health.paths import project_dir
@@ -161,7 +160,7 @@ def build(
     _check_reachable(database)
     # A target path of our own: run_results.json and the partial-parse state are never shared
     # with another dbt run in the same project directory.
-    with tempfile.TemporaryDirectory(prefix="cj-health-dbt-") as target:
+    with dbt_work_dir() as target:
         paths = ["--target-path", target, "--log-path", target]
         run = run_dbt(database, [*BUILD_ARGS, *paths], dbt_vars=dbt_vars, echo=echo)
         result = BuildResult(run=run, test=None, models=_node_results(target, "run"))

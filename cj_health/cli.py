@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 
-from cj_health.errors import CjHealthError
+import psycopg
+
+from cj_health.errors import EXIT_USAGE, CjHealthError
 
 # Each module defines register(subparsers) -> None; its parsers set `handler(args) -> int`.
 COMMAND_MODULES = (
@@ -26,8 +29,17 @@ COMMAND_MODULES = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument error is one line and exit 2, like every other bad input (subcommand
+    parsers inherit this class)."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="cj-health",
         description="Batch-health monitoring for the CJ Assessment database.",
         epilog="Exit codes: 0 ok, 1 problems found, 2 bad input or database, "
@@ -49,14 +61,31 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     args = build_parser().parse_args(argv)
+    # SIGTERM (a scheduler stopping us) ends the command like Ctrl-C: `finally` blocks run,
+    # temporary folders go, a running dbt is stopped first (cj_health.dbt_runner).
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.handler(args) or 0)
     except CjHealthError as exc:
         print(f"cj-health: {exc}", file=sys.stderr)
         return exc.exit_code
+    except psycopg.OperationalError as exc:
+        # The server went away mid-command (stopped, restarted, network): one line. Every
+        # write is one transaction, so what was not committed is rolled back.
+        print(f"cj-health: lost the database connection: {_first_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("cj-health: interrupted", file=sys.stderr)
         return 130
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 if __name__ == "__main__":

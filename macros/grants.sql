@@ -47,7 +47,7 @@ $reader$
 do $reader$
 begin
     if exists (
-        select from pg_catalog.pg_namespace where nspname = '{{ target.schema }}'
+        select from pg_catalog.pg_namespace where nspname = {{ cj_literal(target.schema) }}
     ) then
         grant usage on schema {{ adapter.quote(target.schema) }}
             to {{ monitoring_reader_role() }};

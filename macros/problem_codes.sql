@@ -47,12 +47,19 @@
 {% endmacro %}
 
 
-{#- A numeric threshold var, refused at compile time when it is not a number. -#}
+{#- A numeric threshold var, refused at compile time when it is not a finite number in its
+    range: minutes 0 or more, min_reliability from 0 to 1 (.nan, .inf and negatives too). -#}
 {% macro cj_threshold(name) %}
     {%- set value = var(name) -%}
     {%- if value is not number or value is boolean -%}
         {{ exceptions.raise_compiler_error(
             "var " ~ name ~ " must be a number, got " ~ value ~ "") }}
+    {%- endif -%}
+    {%- set high = 1 if name == 'min_reliability' else 1e9 -%}
+    {#- NaN fails every comparison, infinity fails the upper bound -#}
+    {%- if not (value >= 0 and value <= high) -%}
+        {{ exceptions.raise_compiler_error(
+            "var " ~ name ~ " must be a finite number from 0 to " ~ high ~ ", got " ~ value) }}
     {%- endif -%}
     {{- return(value) -}}
 {% endmacro %}

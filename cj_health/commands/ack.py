@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from cj_health.db import resolve_database
 from cj_health.errors import CjHealthError
 from cj_health.inspect import parse_batch_id
+from cj_health.target import resolve_target
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_ack(args: argparse.Namespace) -> int:
     from cj_health import acknowledgements
 
-    database = resolve_database()
+    database = resolve_target().database
     if args.list:
         if args.cj_batch_ids or args.before or args.issue or args.until or args.reason:
             raise CjHealthError("--list takes no batch ids and no other option than --json")
@@ -81,7 +81,7 @@ def cmd_unack(args: argparse.Namespace) -> int:
     from cj_health import acknowledgements
 
     batch = parse_batch_id(args.cj_batch_id)
-    removed = acknowledgements.unacknowledge(resolve_database(), batch, code=args.issue)
+    removed = acknowledgements.unacknowledge(resolve_target().database, batch, code=args.issue)
     what = f" of {args.issue}" if args.issue else ""
     print(f"removed {removed} acknowledgement(s){what} of CJ batch {batch}; it alerts again")
     return 0

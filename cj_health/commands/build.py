@@ -28,10 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from cj_health.build import build
-    from cj_health.db import resolve_database
     from cj_health.runs import recorded_run
+    from cj_health.target import resolve_target
 
-    database = resolve_database()
+    database = resolve_target().database
     print(f"cj-health build: {database.display}", flush=True)
     with recorded_run(database, "build") as run:
         result = build(database, echo=args.verbose)
@@ -56,10 +56,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_refresh(args: argparse.Namespace) -> int:
     from cj_health.build import refresh
-    from cj_health.db import resolve_database
     from cj_health.runs import recorded_run
+    from cj_health.target import resolve_target
 
-    database = resolve_database()
+    database = resolve_target().database
     with recorded_run(database, "refresh") as run:
         result = refresh(database)
         run.summary = {"batches": result.batches, "alerting": result.alerting}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cj_health.db import resolve_database
+from cj_health.target import resolve_target
 
 # At most this many failing batch ids go into the run's summary in cj_monitoring_runs.
 RECORDED_BATCHES = 50
@@ -38,7 +38,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from cj_health.check import run_check
     from cj_health.runs import recorded_run
 
-    database = resolve_database()
+    database = resolve_target().database
     with recorded_run(database, "check") as run:
         report = run_check(database, refresh=args.refresh)
         run.exit_code = report.exit_code

@@ -6,8 +6,10 @@ import argparse
 import shlex
 
 from cj_health import embedded
-from cj_health.db import dbt_env, resolve_database
+from cj_health.db import configured_database, dbt_env, ensure_database_exists
+from cj_health.errors import CjHealthError
 from cj_health.schema import init_schema
+from cj_health.target import resolve_target, verify
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    database = resolve_database()
+    database = resolve_target().database
     print(init_schema(database).summary(database.display))
     return 0
 
@@ -42,10 +44,15 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def env_exports() -> list[str]:
-    """Shell lines exporting the dbt profile's variables. The password is never printed: when
-    the URL holds one, export CJ_PGPASSWORD yourself or use ~/.pgpass."""
-    database = resolve_database()
-    values = dbt_env(database)
+    """Shell lines exporting the dbt profile's variables, for the verified database. The
+    password is never printed: when the URL holds one, export CJ_PGPASSWORD yourself or use
+    ~/.pgpass. Starts no server: with the embedded one stopped, it says so (exit 2)."""
+    database = configured_database()
+    if database is None:
+        raise CjHealthError(_EMBEDDED_STOPPED)
+    if database.embedded:  # running: its dev database may not be created yet
+        ensure_database_exists(database.with_dbname("postgres"), database.dbname)
+    values = dbt_env(verify(database).database)
     has_password = bool(values.pop("CJ_PGPASSWORD"))
     lines = [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
     lines.append(f"export DBT_PROFILES_DIR={shlex.quote(str(_profiles_dir()))}")
@@ -66,5 +73,16 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_where(args: argparse.Namespace) -> int:
-    print(resolve_database().display)
+    """The verified target (current_database()); starts no server."""
+    database = configured_database()
+    if database is None:
+        print(f"embedded {embedded.pgdata_dir()}/{embedded.EMBEDDED_DATABASE} (not running)")
+        return 0
+    print(verify(database).display)
     return 0
+
+
+_EMBEDDED_STOPPED = (
+    "the embedded PostgreSQL server is not running and `db env` does not start it; "
+    "run `cj-health db init` (or any command that uses the database) first"
+)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from cj_health.db import resolve_database
+from cj_health.guard import dev_only
+from cj_health.target import resolve_target
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,5 +19,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from cj_health.demo import run_demo
 
-    run_demo(resolve_database())
+    run_demo(dev_only(resolve_target(), "run the demo (it reseeds) in").database)
     return 0

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cj_health.db import resolve_database
 from cj_health.eng5.anchors import DEV_ASSIGNMENT_ID, DEV_COURSE_ID
+from cj_health.guard import dev_only
+from cj_health.target import resolve_target
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="comparison budget (default: 20 per essay, at most every distinct pair)",
     )
     execute.add_argument(
-        "--seed", type=int, default=0, help="seeds essay qualities and judge noise (default 0)"
+        "--seed", type=_non_negative, default=0,
+        help="seeds essay qualities and judge noise (default 0)"
     )
     execute.add_argument(
         "--out-dir",
@@ -71,17 +73,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     register_replay_incident(actions)
 
 
+def _non_negative(text: str) -> int:
+    """An argparse type: a whole number >= 0 (the seed of numpy's generator)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def cmd_reset(args: argparse.Namespace) -> int:
     from cj_health.eng5.reset import reset
 
-    print(reset(resolve_database(), drop=args.drop).summary())
+    print(reset(resolve_target().database, drop=args.drop).summary())
     return 0
 
 
 def cmd_register_anchors(args: argparse.Namespace) -> int:
     from cj_health.eng5.anchors import GRADE_SCALE, register_anchors
 
-    database = resolve_database()
+    database = dev_only(resolve_target(), "register anchors in").database
     count = register_anchors(database, args.assignment_id)
     print(
         f"{database.display}: {count} ENG5 anchors ({GRADE_SCALE}) registered for assignment "
@@ -94,7 +107,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
     from cj_health.eng5.runner import execute_batch
 
     result = execute_batch(
-        resolve_database(),
+        dev_only(resolve_target(), "execute an ENG5 batch in").database,
         assignment_id=args.assignment_id,
         course_id=args.course_id,
         bos_batch_id=args.bos_batch_id,
@@ -125,13 +138,16 @@ def register_replay_incident(actions: argparse._SubParsersAction) -> None:
         "fault", nargs="?", default="batch20_wedge", choices=list(FAULTS), metavar="FAULT",
         help="one of: " + ", ".join(FAULTS) + " (default batch20_wedge)",
     )
-    replay.add_argument("--seed", type=int, default=0, help="seeds the generated essays")
+    replay.add_argument(
+        "--seed", type=_non_negative, default=0, help="seeds the generated essays (default 0)"
+    )
     replay.set_defaults(handler=cmd_replay_incident)
 
 
 def cmd_replay_incident(args: argparse.Namespace) -> int:
     from cj_health.replay import replay_incident
 
-    result = replay_incident(resolve_database(), args.fault, seed=args.seed)
+    target = dev_only(resolve_target(), "replay an incident in")
+    result = replay_incident(target.database, args.fault, seed=args.seed)
     print("\n".join(result.summary_lines()))
     return 0

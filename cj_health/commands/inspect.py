@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from cj_health.db import resolve_database
 from cj_health.inspect import load_report, parse_batch_id, render_json, render_text
+from cj_health.target import resolve_target
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,6 +17,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     cj_batch_id = parse_batch_id(args.cj_batch_id)
-    report = load_report(resolve_database(), cj_batch_id).as_dict()
+    report = load_report(resolve_target().database, cj_batch_id).as_dict()
     print(render_json(report) if args.json else render_text(report))
     return 0

@@ -19,9 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from cj_health.db import resolve_database
     from cj_health.status import load_status
+    from cj_health.target import resolve_target
 
-    report = load_status(resolve_database())
+    report = load_status(resolve_target().database)
     print(report.to_json() if args.json else "\n".join(report.text_lines()))
     return report.exit_code

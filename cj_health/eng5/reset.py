@@ -1,12 +1,8 @@
 """`cj-health eng5 reset`: empty the CJ tables of a dev or test database, or drop and recreate
-them (the "recreate and reseed, no backfill" step of the task).
+them (the recreate-and-reseed routine: no backfill).
 
-The guard, checked before anything is touched:
-- CJ_ENVIRONMENT `staging` or `production` always refuses;
-- the embedded server always counts as dev;
-- any other server must have a database name ending in `_dev` or `_test`, or CJ_ENVIRONMENT
-  must be `dev` or `test`.
-A refusal raises `Refused` (exit 3) and changes nothing.
+The guard (cj_health.guard.dev_only) is checked on the database actually connected before
+anything is touched; a refusal raises `Refused` (exit 3) and changes nothing.
 """
 
 from __future__ import annotations
@@ -18,12 +14,11 @@ from dataclasses import dataclass, field
 from psycopg import sql
 
 from cj_health.db import Database, connect, source_schema
-from cj_health.errors import CjHealthError, Refused
+from cj_health.errors import CjHealthError
+from cj_health.guard import dev_only, judge_dev_target
 from cj_health.schema import LEDGER_TABLE, SERVICE_TABLES, apply_migrations, table_exists
+from cj_health.target import verify
 
-PROTECTED_ENVIRONMENTS = ("staging", "production")
-DEV_ENVIRONMENTS = ("dev", "test")
-DEV_NAME_SUFFIXES = ("_dev", "_test")
 ENUM_TYPES = ("cj_batch_status_enum", "cj_batch_state_enum")
 
 
@@ -45,20 +40,10 @@ class ResetResult:
 
 
 def check_reset_allowed(database: Database, env: Mapping[str, str]) -> None:
-    """Raise Refused unless `database` is a dev or test target (see the module docstring)."""
-    environment = env.get("CJ_ENVIRONMENT", "").strip().lower()
-    if environment in PROTECTED_ENVIRONMENTS:
-        raise Refused(
-            f"refusing to reset {database.display}: CJ_ENVIRONMENT is {environment}; "
-            "reset is for dev and test databases only"
-        )
-    if database.embedded:
-        return
-    if database.dbname.endswith(DEV_NAME_SUFFIXES) or environment in DEV_ENVIRONMENTS:
-        return
-    raise Refused(
-        f"refusing to reset {database.display}: not a dev or test database (its name does not "
-        "end in _dev or _test, and CJ_ENVIRONMENT is not dev or test)"
+    """Raise Refused unless `database`, by the name it claims, may be reset; `reset` itself
+    judges the name the server reports (cj_health.guard)."""
+    judge_dev_target(
+        "reset", database.dbname, embedded=database.embedded, display=database.display, env=env
     )
 
 
@@ -68,8 +53,9 @@ def reset(
     """Empty the CJ tables (or drop and recreate them with `drop=True`) after the guard.
 
     Either way it is one transaction: a failure leaves the tables as they were."""
-    check_reset_allowed(database, env)
-    schema = source_schema()
+    target = dev_only(verify(database, env), "reset", env)
+    database = target.database
+    schema = source_schema(env)
     result = ResetResult(database=database.display, dropped=drop)
     with connect(database) as conn, conn.transaction():
         missing = [table for table in SERVICE_TABLES if not table_exists(conn, schema, table)]

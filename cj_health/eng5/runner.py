@@ -33,7 +33,7 @@ from psycopg.types.json import Json
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cj_health.db import Database, connect
+from cj_health.db import Database, connect, session_conninfo
 from cj_health.eng5.anchors import (
     ALL_GRADES,
     ANCHORS,
@@ -134,7 +134,9 @@ def execute_batch(
     """Create one ENG5 batch end to end (see the module docstring)."""
     say = progress or (lambda _line: None)
     bos_batch_id = bos_batch_id or str(uuid.uuid4())
-    _check_arguments(assignment_id, bos_batch_id, students, max_comparisons)
+    _check_arguments(assignment_id, bos_batch_id, students, max_comparisons, seed)
+    out_dir = out_dir or default_out_dir(bos_batch_id)
+    _require_writable(out_dir)  # before the batch is committed, not after
     rng = np.random.default_rng(seed)
     judge = MockJudge(seed)
 
@@ -170,9 +172,7 @@ def execute_batch(
         say(result.finalization.message)
         _relay_events(database, cj_batch_id, bos_batch_id)
     _read_outcome(database, result, essays)
-    result.artefact_path = _write_artefact(
-        out_dir or default_out_dir(bos_batch_id), result, course_id
-    )
+    result.artefact_path = _write_artefact(out_dir, result, course_id)
     return result
 
 
@@ -227,8 +227,10 @@ def _distinct_pairs(essay_count: int) -> int:
 
 
 def _check_arguments(
-    assignment_id: str, bos_batch_id: str, students: int, max_comparisons: int | None
+    assignment_id: str, bos_batch_id: str, students: int, max_comparisons: int | None, seed: int
 ) -> None:
+    if seed < 0:
+        raise CjHealthError(f"--seed must be 0 or more, got {seed}")
     if not 1 <= students <= MAX_STUDENTS:
         raise CjHealthError(f"--students must be between 1 and {MAX_STUDENTS}, got {students}")
     if max_comparisons is not None and max_comparisons < 1:
@@ -237,6 +239,20 @@ def _check_arguments(
         raise CjHealthError("--batch-id must be 1 to 36 characters (a BOS batch id)")
     if not assignment_id or len(assignment_id) > 100:
         raise CjHealthError("--assignment-id must be 1 to 100 characters")
+
+
+def _require_writable(out_dir: Path) -> None:
+    """The artefact folder exists (or is created) and takes a file, else one line, exit 2."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-probe.{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise CjHealthError(
+            f"--out-dir {out_dir} is not a writable folder ({exc.strerror or exc}); "
+            "nothing was written"
+        ) from None
 
 
 def _require_schema(conn: psycopg.Connection, database: Database) -> None:
@@ -330,7 +346,7 @@ def _store_essays(database: Database, cj_batch_id: int, essays: list[GeneratedEs
                 {"id": cj_batch_id},
             )
 
-    run_with_sessions(database.url, store)
+    run_with_sessions(session_conninfo(database), store)
 
 
 async def _set_status_async(session: AsyncSession, cj_batch_id: int, status: str) -> None:
@@ -441,7 +457,7 @@ def _relay_events(database: Database, cj_batch_id: int, bos_batch_id: str) -> No
 
 def _finalize(database: Database, cj_batch_id: int) -> FinalizationResult:
     try:
-        return SyncBatchFinalizer(database.url).finalize_scoring(
+        return SyncBatchFinalizer(session_conninfo(database)).finalize_scoring(
             cj_batch_id, source="cj-health eng5 execute"
         )
     except BatchNotFoundError as exc:

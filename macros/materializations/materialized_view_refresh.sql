@@ -5,15 +5,18 @@
     The definition is the compiled SQL plus the names of the columns it yields (a view it
     selects * from may have gained columns). Its md5 is kept at the end of the view's comment
     (`cj_record_definition_hash`, a post-hook of the model). On `dbt run`, a stored hash
-    equal to the current one means refresh; a different or missing one means replace:
-    build the new view beside the old one, swap, drop the old. -#}
+    equal to the current one means refresh; a different or missing one, or a view it reads
+    that was retired (macros/materializations/view.sql), means replace: build the new
+    materialized view beside the old one, then in the same transaction rename the old one to
+    a retired name and the new one into its place. Nothing is dropped with CASCADE, so
+    cj_batch_alerts keeps reading the retired one until the run re-points it. -#}
 {% macro postgres__refresh_materialized_view(relation) %}
     {%- set current_hash = cj_definition_hash(sql) -%}
     {%- set stored_hash = cj_stored_definition_hash(relation) -%}
-    {%- if stored_hash != current_hash -%}
+    {%- if stored_hash != current_hash or cj_reads_retired_relation(relation) -%}
         {{- log("Definition of " ~ relation ~ " changed (" ~ stored_hash ~ " -> "
-            ~ current_hash ~ "): rebuilding it", info=true) -}}
-        {{- get_replace_sql(relation, relation, sql) -}}
+            ~ current_hash ~ "), or it reads a retired view: rebuilding it", info=true) -}}
+        {{- cj_replace_materialized_view(relation, sql) -}}
     {%- elif cj_is_populated(relation) -%}
         refresh materialized view concurrently {{ relation }}
     {%- else -%}
@@ -41,7 +44,8 @@
         )
         from pg_catalog.pg_class as c
         inner join pg_catalog.pg_namespace as n on c.relnamespace = n.oid
-        where n.nspname = '{{ relation.schema }}' and c.relname = '{{ relation.identifier }}'
+        where n.nspname = {{ cj_literal(relation.schema) }}
+            and c.relname = {{ cj_literal(relation.identifier) }}
     {%- endset -%}
     {%- set result = run_query(query) -%}
     {%- if result.rows | length == 0 or result.rows[0][0] is none -%}
@@ -54,7 +58,8 @@
 {% macro cj_is_populated(relation) %}
     {%- set query -%}
         select ispopulated from pg_catalog.pg_matviews
-        where schemaname = '{{ relation.schema }}' and matviewname = '{{ relation.identifier }}'
+        where schemaname = {{ cj_literal(relation.schema) }}
+            and matviewname = {{ cj_literal(relation.identifier) }}
     {%- endset -%}
     {%- set result = run_query(query) -%}
     {{ return(result.rows | length > 0 and result.rows[0][0]) }}

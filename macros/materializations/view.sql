@@ -1,12 +1,15 @@
-{#- Views on PostgreSQL, replaced in place.
+{#- Views on PostgreSQL, replaced without ever dropping what readers use.
 
     dbt's default view materialization renames the old view away and drops it with CASCADE,
-    which also drops every view built on it, including the materialized view cj_batch_health:
-    each `dbt run` would then rebuild it from scratch, and readers would find no view for a
-    moment. Here a view whose columns keep their names and types (new columns may be added at
-    the end) is updated with `create or replace view`, which keeps its dependants. Only when
-    the columns change incompatibly is the old view dropped (CASCADE, so dbt's cache learns of
-    the dependants dropped with it; they are rebuilt later in the same run). -#}
+    which also drops every view built on it, including cj_batch_health and cj_batch_alerts:
+    readers would find no view until the run rebuilt them, or never, if the run was killed.
+    Here a view whose columns keep their names and types (new columns may be added at the
+    end) is updated with `create or replace view`, which keeps its dependants. When the
+    columns change incompatibly, the new view is built beside the old one and, in the model's
+    one transaction, the old view is renamed to a retired name and the new one takes its
+    place. Dependants keep reading the retired view (PostgreSQL binds them by oid) until the
+    run rebuilds them on the new one; `cj_drop_retired_relations` (on-run-end) then drops
+    every retired relation nothing depends on any more (macros/retired_relations.sql). -#}
 {% materialization view, adapter='postgres' %}
     {%- set existing_relation = load_cached_relation(this) -%}
     {%- set target_relation = this.incorporate(type='view') -%}
@@ -47,8 +50,8 @@
             );
         {%- endcall %}
     {%- else -%}
-        {{ log("Columns of " ~ target_relation ~ " changed: dropping it and its dependants") }}
-        {{ adapter.drop_relation(existing_relation) }}
+        {{ log("Columns of " ~ target_relation ~ " changed: retiring the old view") }}
+        {{ adapter.rename_relation(existing_relation, cj_retired_relation(existing_relation)) }}
         {{ adapter.rename_relation(intermediate_relation, target_relation) }}
         {% call statement('main') -%}
             select 1

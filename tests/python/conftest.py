@@ -91,8 +91,10 @@ def cj_db(make_database, schema_template: str) -> Database:
 
 @pytest.fixture
 def cj_env(cj_db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
-    """`cj_db`, also named by CJ_DATABASE_URL so that CLI functions use it."""
+    """`cj_db`, also named by CJ_DATABASE_URL so that CLI functions use it, and declared a
+    test database (CJ_ENVIRONMENT=test) so that the dev-data commands may write to it."""
     monkeypatch.setenv("CJ_DATABASE_URL", cj_db.url)
+    monkeypatch.setenv("CJ_ENVIRONMENT", "test")
     return cj_db
 
 

@@ -59,7 +59,7 @@ def render_dbt_test(test_name: str) -> str:
     for path in sorted((PROJECT / INVARIANTS_DIR).glob("*.sql")):
         module = env.from_string(path.read_text()).module
         for name in dir(module):
-            if name.startswith("invariant_"):
+            if not name.startswith("_"):
                 env.globals[name] = getattr(module, name)
     variables = dbt_vars(PROJECT)
     env.globals["ref"] = lambda name: name

@@ -241,24 +241,21 @@ def test_dbt_run_rebuilds_the_view_when_its_definition_changes(
     monkeypatch.setenv("CJ_HEALTH_PROJECT_DIR", str(project))
     mart = project / "models/marts/cj_batch_health.sql"
     original = mart.read_text()
-    assert "select * from {{ ref('int_batch_health') }}" in original
-    mart.write_text(
-        original.replace(
-            "select * from {{ ref('int_batch_health') }}",
-            "select *, 42 as definition_probe from {{ ref('int_batch_health') }}",
-        )
-    )
+    selected = "select * from {{ ref('int_batch_health_joined_to_acknowledgements') }}"
+    assert selected in original
+    mart.write_text(original.replace(selected, selected.replace("*", "*, 42 as definition_probe")))
     dbt_run(database)
     with connect(database) as conn:
         rebuilt_oid, rebuilt_comment = view_oid(conn), view_comment(conn)
         assert health_row(conn, cj_batch_id)["definition_probe"] == 42
     assert rebuilt_oid != oid and rebuilt_comment != comment
 
-    intermediate = project / "models/intermediate/int_batch_health.sql"
+    intermediate = project / "models/intermediate/int_batch_health_joined_to_acknowledgements.sql"
     original = intermediate.read_text()
-    assert original.count("\nfrom verdict") == 1  # the final select: add a last column
+    final_select = "\nselect * from acknowledged"
+    assert original.count(final_select) == 1  # the final select: add a last column
     intermediate.write_text(
-        original.replace("\nfrom verdict", ",\n    7 as appended_probe\nfrom verdict")
+        original.replace(final_select, "\nselect *, 7 as appended_probe from acknowledged")
     )
     dbt_run(database)
     with connect(database) as conn:

@@ -371,14 +371,28 @@ def test_every_rule_explains_itself_and_links_an_existing_runbook_heading():
         elif rule["uid"] != STALE_RULE:
             assert "{{ $labels.cj_batch_id }}" in annotations["description"], rule["uid"]
         url, _, anchor = annotations["runbook_url"].partition("#")
-        assert url.startswith("https://") and url.endswith("/docs/runbook.md"), rule["uid"]
+        # The base is set once, in Grafana's environment; provisioning expands `${VAR}` in
+        # annotations.
+        assert url == "${CJ_RUNBOOK_BASE_URL}/docs/runbook.md", rule["uid"]
         assert anchor in anchors, f"{rule['uid']}: no heading #{anchor} in docs/runbook.md"
 
 
 def test_the_dashboard_links_the_same_runbook_as_the_rules():
+    """Dashboard files get no environment expansion: the link is the placeholder host the
+    runbook's install step replaces, on the same path as the rules' links."""
     [link] = grafana_sql.load_dashboard()["links"]
-    rule_urls = {rule["annotations"]["runbook_url"].partition("#")[0] for rule in _rules()}
-    assert rule_urls == {link["url"]}
+    rule_paths = {
+        rule["annotations"]["runbook_url"].partition("#")[0].removeprefix("${CJ_RUNBOOK_BASE_URL}")
+        for rule in _rules()
+    }
+    assert link["url"].startswith("https://")
+    assert rule_paths == {"/docs/runbook.md"} and link["url"].endswith("/docs/runbook.md")
+
+
+def test_notifications_link_each_alerts_runbook_url():
+    """Templates are not expanded for environment variables: the link is the annotation."""
+    text = (project_dir() / "grafana/provisioning/alerting/cj_health_templates.yaml").read_text()
+    assert "{{ .Annotations.runbook_url }}" in text and "${" not in text
 
 
 def test_runbook_links_inside_the_runbook_resolve():

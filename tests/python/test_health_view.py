@@ -126,7 +126,8 @@ def test_healthy_batches_are_healthy_with_the_counts_of_their_rows(built: Built)
     )
     assert (row["projection_count"], row["students_without_projection_count"]) == (12, 0)
     assert row["pair_count"] == row["pairs_completed"] == row["comparisons_completed"] == pairs
-    assert (row["outbox_event_count"], row["completion_event_count"]) == (2, 1)
+    # Finalization writes three events: completion, result, resource consumption.
+    assert (row["outbox_event_count"], row["completion_event_count"]) == (3, 1)
     assert row["scale_separation_reliability"] >= 0.7
     (refresh,) = rows(built.database, "cj_batch_health_refresh")
     assert row["completed_at"] is not None and refresh["refreshed_at"] >= row["completed_at"]
