@@ -12,8 +12,9 @@
 stale exactly when the data is broken. Here the views are always brought up to date first,
 and the tests then report what is wrong.
 
-`refresh(database)` runs `REFRESH MATERIALIZED VIEW CONCURRENTLY` on cj_batch_health with
-psycopg (no dbt start-up), or a plain refresh when the view was never populated, with the
+`refresh(database)` runs `REFRESH MATERIALIZED VIEW CONCURRENTLY` on cj_batch_health and then
+on cj_batch_health_refresh (its one-row refresh time) in one transaction with psycopg (no dbt
+start-up), or a plain refresh when a view was never populated, with the
 session settings of dbt var `cj_refresh_settings` (JIT off, more work_mem) for that
 transaction only, as the last dbt run resolved it (cj_health.settings).
 
@@ -35,7 +36,7 @@ from cj_health.db import Database, connect, monitoring_schema
 from cj_health.dbt_runner import DbtResult, dbt_work_dir, run_dbt
 from cj_health.errors import EXIT_OK, EXIT_PROBLEMS_FOUND, EXIT_USAGE, CjHealthError
 from cj_health.history import record_refresh
-from cj_health.monitoring_tables import HEALTH_VIEW
+from cj_health.monitoring_tables import HEALTH_VIEW, REFRESH_VIEW
 from cj_health.settings import refresh_settings
 
 AUDIT_SCHEMA_SUFFIX = "_dbt_test__audit"
@@ -186,15 +187,15 @@ def refresh(database: Database) -> RefreshResult:
                 " run `cj-health build` first"
             )
         concurrently = bool(row[0])
-        statement = sql.SQL("refresh materialized view {}{}").format(
-            sql.SQL("concurrently ") if concurrently else sql.SQL(""), view
-        )
         started = time.perf_counter()
         try:
             with conn.transaction():
                 for name, value in refresh_settings(conn).items():
                     conn.execute("select set_config(%s, %s, true)", (name, value))
-                conn.execute(statement)
+                # One transaction, one now(): cj_batch_health_refresh.refreshed_at is the
+                # moment the verdicts were judged at.
+                for relation in (HEALTH_VIEW, REFRESH_VIEW):
+                    conn.execute(_refresh_statement(conn, schema, relation))
         except psycopg.Error as exc:
             message = exc.diag.message_primary or type(exc).__name__
             raise CjHealthError(
@@ -206,6 +207,20 @@ def refresh(database: Database) -> RefreshResult:
         ).fetchone()
     record_refresh(database)
     return RefreshResult(f"{schema}.{HEALTH_VIEW}", concurrently, seconds, batches, alerting)
+
+
+def _refresh_statement(conn: psycopg.Connection, schema: str, relation: str) -> sql.Composed:
+    """REFRESH ... CONCURRENTLY once `relation` has been populated, plainly before."""
+    row = conn.execute(
+        "select ispopulated from pg_catalog.pg_matviews"
+        " where schemaname = %s and matviewname = %s",
+        (schema, relation),
+    ).fetchone()
+    if row is None:
+        raise CjHealthError(f"{schema}.{relation} does not exist; run `cj-health build`")
+    return sql.SQL("refresh materialized view {}{}").format(
+        sql.SQL("concurrently ") if row[0] else sql.SQL(""), sql.Identifier(schema, relation)
+    )
 
 
 def _check_reachable(database: Database) -> None:

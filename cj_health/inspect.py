@@ -26,7 +26,12 @@ from psycopg.rows import dict_row
 
 from cj_health.db import Database, connect, monitoring_schema, source_schema
 from cj_health.errors import BatchNotFound, CjHealthError
-from cj_health.monitoring_tables import BATCH_FACTS_VIEW, HEALTH_VIEW, relation_exists
+from cj_health.monitoring_tables import (
+    BATCH_FACTS_VIEW,
+    HEALTH_VIEW,
+    REFRESH_VIEW,
+    relation_exists,
+)
 
 MAX_INT4 = 2_147_483_647
 STATES_VIEW = "stg_cj__batch_states"
@@ -61,9 +66,11 @@ order by events.created_at, events.topic, events.outbox_event_id
 """
 
 HEALTH_SQL = """
-select health_status, issues, acknowledged_issues, is_alerting, refreshed_at
-from {health}
-where cj_batch_id = %(id)s
+select health.health_status, health.issues, health.acknowledged_issues, health.is_alerting,
+       refresh.refreshed_at
+from {health} as health
+left join {refresh} as refresh on true
+where health.cj_batch_id = %(id)s
 """
 
 
@@ -168,7 +175,7 @@ def load_report(database: Database, cj_batch_id: int) -> BatchReport:
         names = {
             "facts": BATCH_FACTS_VIEW, "states": STATES_VIEW,
             "essay_projections": ESSAY_PROJECTIONS_VIEW, "events": EVENTS_VIEW,
-            "outbox": OUTBOX_VIEW, "health": HEALTH_VIEW,
+            "outbox": OUTBOX_VIEW, "health": HEALTH_VIEW, "refresh": REFRESH_VIEW,
         }
         relations = {key: sql.Identifier(monitoring_schema(), name) for key, name in names.items()}
         facts = conn.execute(_sql(FACTS_SQL, relations), params).fetchone()
@@ -204,7 +211,7 @@ def _require_batch(conn: psycopg.Connection, database: Database, cj_batch_id: in
 def _health(
     conn: psycopg.Connection, relations: dict[str, sql.Identifier], params: dict[str, Any]
 ) -> dict[str, Any] | None:
-    if not relation_exists(conn, HEALTH_VIEW):
+    if not (relation_exists(conn, HEALTH_VIEW) and relation_exists(conn, REFRESH_VIEW)):
         return None
     row = conn.execute(_sql(HEALTH_SQL, relations), params).fetchone()
     if row is None:

@@ -16,6 +16,8 @@ MONITORING_TABLES = (HISTORY_TABLE, INCIDENTS_TABLE, RUNS_TABLE)
 ACKNOWLEDGEMENTS_TABLE = "cj_batch_acknowledgements"
 HEALTH_VIEW = "cj_batch_health"
 ALERTS_VIEW = "cj_batch_alerts"
+# One row: when cj_batch_health was last refreshed (kept once, not on every health row).
+REFRESH_VIEW = "cj_batch_health_refresh"
 PROBLEM_CODES_VIEW = "cj_problem_codes"
 # The per-batch facts the health view judges (a plain view: current between refreshes).
 BATCH_FACTS_VIEW = "int_batch_facts"
