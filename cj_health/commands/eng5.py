@@ -1,7 +1,6 @@
-"""`cj-health eng5 reset|register-anchors|execute`: the ENG5 dev runner (cj_health.eng5).
-
-`replay-incident` (the fault catalogue, cj_health.eng5.faults) registers its parser in
-`register()` below, at the marked hook; its handler lives in its own function in this file.
+"""`cj-health eng5 reset|register-anchors|execute|replay-incident`: the ENG5 dev data
+(cj_health.eng5): the runner, and a batch broken like a fault of the catalogue
+(cj_health.eng5.faults, cj_health.eng5.replay).
 """
 
 from __future__ import annotations
@@ -69,7 +68,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     execute.set_defaults(handler=cmd_execute)
 
-    # Hook: `replay-incident [FAULT]` (cj_health.eng5.faults) adds its parser to `actions` here.
     register_replay_incident(actions)
 
 
