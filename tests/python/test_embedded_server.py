@@ -64,6 +64,7 @@ class PrivateServer:
         """The CLI's environment: this state dir, and an XDG_RUNTIME_DIR of its own."""
         runtime_dir = self.home / runtime
         runtime_dir.mkdir(exist_ok=True)
+        runtime_dir.chmod(0o700)  # else platformdirs ignores it and falls back to a shared one
         env = {k: v for k, v in os.environ.items() if k not in FOREIGN_SETTINGS}
         env.update(
             CJ_HEALTH_STATE_DIR=str(self.state),
@@ -165,17 +166,40 @@ def one_error_line(err: str) -> str:
 # --- concurrent first starts ----------------------------------------------------------------
 
 
+# Runs the CLI once its imports are done and every starter is ready, so that the starts
+# really overlap (argv: ready file, go file, CLI arguments).
+STARTING_LINE = """
+import os, sys, time
+from cj_health import cli
+cli.build_parser()
+open(sys.argv[1], "w").close()
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.002)
+sys.exit(cli.main(sys.argv[3:]))
+"""
+
+
 def test_racing_first_starts_with_different_runtime_dirs_share_one_server(server):
     """Three `db init` on an empty state directory at once, as a cron job and two shells
     would: each has its own XDG_RUNTIME_DIR, so only the lock file beside pgdata orders them."""
+    go = server.home / "go"
+    ready = [server.home / f"ready-{n}" for n in range(3)]
     starters = [
         subprocess.Popen(
-            CLI + ["db", "init"], env=server.env(f"runtime-{n}"), text=True,
+            [sys.executable, "-c", STARTING_LINE, str(flag), str(go), "db", "init"],
+            env=server.env(f"runtime-{n}"), text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
-        for n in range(3)
+        for n, flag in enumerate(ready)
     ]
-    outputs = [finish(proc) for proc in starters]
+    try:
+        for proc in starters:
+            wait_until(lambda: all(flag.exists() for flag in ready), proc, "all were ready")
+        go.touch()
+        outputs = [finish(proc) for proc in starters]
+    finally:
+        for proc in starters:
+            end(proc)
 
     for proc, (out, err) in zip(starters, outputs, strict=True):
         assert proc.returncode == 0, out + err
