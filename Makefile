@@ -21,8 +21,10 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check cj_health python_fix tests
-	# sqlfluff's dbt templater opens a connection (it lists relations): use the embedded server.
-	eval "$$(env -u CJ_DATABASE_URL $(BIN)/cj-health db env)" && \
+	# sqlfluff's dbt templater opens a connection (it lists relations): use the embedded server,
+	# started (and its dev schema brought up to date) by `db init`; `db env` never starts it.
+	env -u CJ_DATABASE_URL $(BIN)/cj-health db init >/dev/null
+	exports="$$(env -u CJ_DATABASE_URL $(BIN)/cj-health db env)" && eval "$$exports" && \
 	  $(BIN)/sqlfluff lint models macros tests/dbt
 
 # The whole suite, once against the embedded server and once against PostgreSQL 15, side by
