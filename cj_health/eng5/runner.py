@@ -479,7 +479,14 @@ def finalize_batch(
     stopped run left WAITING_CALLBACKS or SCORING (the finalizer completes it), or COMPLETED
     with its events unpublished (the finalizer does nothing, the relay publishes them)."""
     result = _finalize(database, cj_batch_id, source)
-    _relay_events(database, cj_batch_id)
+    try:
+        _relay_events(database, cj_batch_id)
+    except (CjHealthError, psycopg.OperationalError) as exc:
+        raise CjHealthError(
+            f"CJ batch {cj_batch_id} is finalized but its events are not published "
+            f"({_first_line(exc)}); "
+            f"`cj-health eng5 finalize {cj_batch_id}` publishes them"
+        ) from None
     return result
 
 
@@ -506,12 +513,16 @@ def _finalize(database: Database, cj_batch_id: int, source: str) -> Finalization
     except FinalizationError as exc:
         raise CjHealthError(str(exc)) from None
     except psycopg.Error as exc:  # the failing phase rolled back; a rerun of the finalizer ends it
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CjHealthError(
-            f"finalizing CJ batch {cj_batch_id} on {database.display} failed: {first_line}; "
+            f"finalizing CJ batch {cj_batch_id} on {database.display} failed: "
+            f"{_first_line(exc)}; "
             f"the batch is WAITING_CALLBACKS or SCORING with nothing else written, "
             f"`cj-health eng5 finalize {cj_batch_id}` completes it"
         ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _read_outcome(database: Database, result: ExecuteResult, essays: list[GeneratedEssay]):
