@@ -179,15 +179,15 @@ sys.exit(cli.main(sys.argv[3:]))
 """
 
 
-def test_racing_first_starts_with_different_runtime_dirs_share_one_server(server):
-    """Three `db init` on an empty state directory at once, as a cron job and two shells
-    would: each has its own XDG_RUNTIME_DIR, so only the lock file beside pgdata orders them."""
-    go = server.home / "go"
-    ready = [server.home / f"ready-{n}" for n in range(3)]
+def race(server: PrivateServer, wave: str, count: int, *argv: str) -> list[tuple[str, str]]:
+    """Start `count` CLI processes, each with its own XDG_RUNTIME_DIR, released at once;
+    return each one's (stdout, stderr) after asserting it exited 0 with nothing on stderr."""
+    go = server.home / f"go-{wave}"
+    ready = [server.home / f"ready-{wave}-{n}" for n in range(count)]
     starters = [
         subprocess.Popen(
-            [sys.executable, "-c", STARTING_LINE, str(flag), str(go), "db", "init"],
-            env=server.env(f"runtime-{n}"), text=True,
+            [sys.executable, "-c", STARTING_LINE, str(flag), str(go), *argv],
+            env=server.env(f"runtime-{wave}-{n}"), text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         for n, flag in enumerate(ready)
@@ -200,15 +200,25 @@ def test_racing_first_starts_with_different_runtime_dirs_share_one_server(server
     finally:
         for proc in starters:
             end(proc)
-
     for proc, (out, err) in zip(starters, outputs, strict=True):
         assert proc.returncode == 0, out + err
         assert err == "", err  # no traceback, no "did not start", no atexit noise
-    reports = [out.strip() for out, _ in outputs]
+    return outputs
+
+
+def test_racing_first_starts_with_different_runtime_dirs_share_one_server(server):
+    """`db init` on an empty state directory three at once, as a cron job and two shells
+    would: each has its own XDG_RUNTIME_DIR, so only the lock file beside pgdata orders them.
+    Then four more at once against the running server, starting while others exit."""
+    reports = [out.strip() for out, _ in race(server, "first", 3, "db", "init")]
     assert sum(": applied " in line for line in reports) == 1, reports
     assert sum("schema up to date" in line for line in reports) == 2, reports
+    postmasters = server.postmasters()
+    assert len(postmasters) == 1
 
-    assert len(server.postmasters()) == 1
+    reports = [out.strip() for out, _ in race(server, "again", 4, "db", "init")]
+    assert all("schema up to date" in line for line in reports), reports
+    assert server.postmasters() == postmasters  # the same one server
     databases = server.scalar(
         "select count(*) from pg_database where datname = %s", (EMBEDDED_DATABASE,)
     )
