@@ -12,8 +12,9 @@
 stale exactly when the data is broken. Here the views are always brought up to date first,
 and the tests then report what is wrong.
 
-`refresh(database)` runs `REFRESH MATERIALIZED VIEW CONCURRENTLY` on cj_batch_health with
-psycopg (no dbt start-up), or a plain refresh when the view was never populated, with the
+`refresh(database)` runs `REFRESH MATERIALIZED VIEW CONCURRENTLY` on cj_batch_health and then
+on cj_batch_health_refresh (its one-row refresh time) in one transaction with psycopg (no dbt
+start-up), or a plain refresh when a view was never populated, with the
 session settings of dbt var `cj_refresh_settings` (JIT off, more work_mem) for that
 transaction only.
 
@@ -38,6 +39,7 @@ from cj_health.history import record_refresh
 from cj_health.paths import project_dir
 
 HEALTH_VIEW = "cj_batch_health"
+REFRESH_VIEW = "cj_batch_health_refresh"
 AUDIT_SCHEMA_SUFFIX = "_dbt_test__audit"
 BUILD_ARGS = ["build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
 
@@ -196,15 +198,15 @@ def refresh(database: Database) -> RefreshResult:
                 " run `cj-health build` first"
             )
         concurrently = bool(row[0])
-        statement = sql.SQL("refresh materialized view {}{}").format(
-            sql.SQL("concurrently ") if concurrently else sql.SQL(""), view
-        )
         started = time.perf_counter()
         try:
             with conn.transaction():
                 for name, value in refresh_settings().items():
                     conn.execute("select set_config(%s, %s, true)", (name, value))
-                conn.execute(statement)
+                # One transaction, one now(): cj_batch_health_refresh.refreshed_at is the
+                # moment the verdicts were judged at.
+                for relation in (HEALTH_VIEW, REFRESH_VIEW):
+                    conn.execute(_refresh_statement(conn, schema, relation))
         except psycopg.Error as exc:
             message = exc.diag.message_primary or type(exc).__name__
             raise CjHealthError(
@@ -216,6 +218,20 @@ def refresh(database: Database) -> RefreshResult:
         ).fetchone()
     record_refresh(database)
     return RefreshResult(f"{schema}.{HEALTH_VIEW}", concurrently, seconds, batches, alerting)
+
+
+def _refresh_statement(conn: psycopg.Connection, schema: str, relation: str) -> sql.Composed:
+    """REFRESH ... CONCURRENTLY once `relation` has been populated, plainly before."""
+    row = conn.execute(
+        "select ispopulated from pg_catalog.pg_matviews"
+        " where schemaname = %s and matviewname = %s",
+        (schema, relation),
+    ).fetchone()
+    if row is None:
+        raise CjHealthError(f"{schema}.{relation} does not exist; run `cj-health build`")
+    return sql.SQL("refresh materialized view {}{}").format(
+        sql.SQL("concurrently ") if row[0] else sql.SQL(""), sql.Identifier(schema, relation)
+    )
 
 
 def _check_reachable(database: Database) -> None:

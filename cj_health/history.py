@@ -32,6 +32,7 @@ from cj_health.monitoring_tables import (
     HISTORY_TABLE,
     INCIDENTS_TABLE,
     PROBLEM_CODES_VIEW,
+    REFRESH_VIEW,
     acknowledged_issues,
     column_exists,
     qualified,
@@ -73,8 +74,10 @@ def record_refresh(database: Database) -> HistoryPoint | None:
 
 
 def _refreshed_at(conn: psycopg.Connection) -> datetime:
+    if not relation_exists(conn, REFRESH_VIEW):
+        return conn.execute("select now()").fetchone()[0]
     row = conn.execute(
-        sql.SQL("select coalesce(max(refreshed_at), now()) from {}").format(qualified(HEALTH_VIEW))
+        sql.SQL("select coalesce(max(refreshed_at), now()) from {}").format(qualified(REFRESH_VIEW))
     ).fetchone()
     return row[0]
 

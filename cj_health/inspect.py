@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 
 from cj_health.db import Database, connect, monitoring_schema, source_schema
 from cj_health.errors import BatchNotFound, CjHealthError
+from cj_health.monitoring_tables import REFRESH_VIEW
 
 MAX_INT4 = 2_147_483_647
 
@@ -184,9 +185,10 @@ def _health(conn, cj_batch_id: int) -> dict[str, Any] | None:
         return None
     row = conn.execute(
         sql.SQL(
-            "select health_status, issues, is_alerting, refreshed_at from {} "
-            "where cj_batch_id = %s"
-        ).format(view),
+            "select health.health_status, health.issues, health.is_alerting,"
+            " refresh.refreshed_at from {} as health"
+            " left join {} as refresh on true where health.cj_batch_id = %s"
+        ).format(view, sql.Identifier(monitoring_schema(), REFRESH_VIEW)),
         (cj_batch_id,),
     ).fetchone()
     if row is None:

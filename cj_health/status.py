@@ -25,6 +25,7 @@ from cj_health.monitoring_tables import (
     INCIDENTS_TABLE,
     MONITORING_TABLES,
     PROBLEM_CODES_VIEW,
+    REFRESH_VIEW,
     RUNS_TABLE,
     acknowledged_issues,
     qualified,
@@ -177,9 +178,12 @@ def load_status(database: Database) -> StatusReport:
 def _read(conn: psycopg.Connection, database: Database) -> StatusReport:
     refreshed_at, age, batches, alerting = conn.execute(
         sql.SQL(
-            "select max(refreshed_at), extract(epoch from now() - max(refreshed_at)) / 60,"
-            " count(*), count(*) filter (where is_alerting) from {}"
-        ).format(qualified(HEALTH_VIEW))
+            "select refresh.refreshed_at, extract(epoch from now() - refresh.refreshed_at) / 60,"
+            " health.batches, health.alerting"
+            " from (select count(*) as batches, count(*) filter (where is_alerting) as alerting"
+            " from {}) as health"
+            " left join (select max(refreshed_at) as refreshed_at from {}) as refresh on true"
+        ).format(qualified(HEALTH_VIEW), qualified(REFRESH_VIEW))
     ).fetchone()
     report = StatusReport(
         database.display,

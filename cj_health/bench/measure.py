@@ -5,6 +5,8 @@
   needs, without joining, deciding or writing), run as EXPLAIN ANALYZE so that the server
   computes every aggregate and sends no rows;
 - the alert query Grafana's stuck-finalization rule runs: p50 and p99 latency;
+- the view's size after each refresh: its growth over the repeated refreshes;
+- the steady-state refresh: the same refresh after 1 % of the batches had new activity;
 - the longest wait of a reader of the view while a concurrent refresh runs;
 - finalize_scoring on one big batch, and the share of it that the BT fit takes.
 
@@ -79,6 +81,7 @@ class Interleaved:
     bound_seconds: list[float] = field(default_factory=list)
     bound_by_table: dict[str, list[float]] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)  # the refresh session's settings
+    view_bytes: list[int] = field(default_factory=list)  # after the warm-up, then each refresh
 
     @property
     def refresh_median(self) -> float:
@@ -172,13 +175,88 @@ def refresh_and_bound(database: Database, repeat: int) -> Interleaved:
         _set_source_path(conn)
         result.settings = apply_refresh_settings(conn)
         _timed(conn, refresh_statement())
+        result.view_bytes.append(view_size(conn))
         lower_bound_once(conn)
         for _ in range(repeat):
             result.refresh_seconds.append(_timed(conn, refresh_statement()))
+            result.view_bytes.append(view_size(conn))
             per_table = lower_bound_once(conn)
             result.bound_seconds.append(sum(per_table.values()))
             for table, seconds in per_table.items():
                 result.bound_by_table[table].append(seconds)
+    return result
+
+
+def view_size(conn: psycopg.Connection) -> int:
+    """Bytes of the health view with its indexes (pg_total_relation_size)."""
+    return conn.execute(
+        "select pg_total_relation_size(%s::regclass)", (health_view().as_string(conn),)
+    ).fetchone()[0]
+
+
+# New activity on the batches whose id is `slot` modulo 100 (1 % of them), faulty batches
+# left alone (their faults must stay visible): the state moves (last_activity_at), one pair
+# per batch completes (a pending one where there is one) and one projection per batch is
+# written again (created_at).
+ACTIVITY_STATEMENTS: tuple[str, ...] = (
+    """update cj_batch_states set last_activity_at = now()
+       where mod(batch_id, 100) = %(slot)s and batch_id <> all(%(faulty)s)""",
+    """update cj_comparison_pairs set winner = coalesce(winner, 'essay_a'), completed_at = now()
+       where id in (
+           select distinct on (cj_batch_id) id from cj_comparison_pairs
+           where mod(cj_batch_id, 100) = %(slot)s and cj_batch_id <> all(%(faulty)s)
+           order by cj_batch_id, (winner is null) desc, id
+       )""",
+    """update grade_projections set created_at = now()
+       where (cj_batch_id, els_essay_id) in (
+           select distinct on (cj_batch_id) cj_batch_id, els_essay_id from grade_projections
+           where mod(cj_batch_id, 100) = %(slot)s and cj_batch_id <> all(%(faulty)s)
+           order by cj_batch_id, els_essay_id
+       )""",
+)
+
+
+@dataclass
+class SteadyRefresh:
+    """Refreshes that each follow new activity on 1 % of the batches."""
+
+    changed_batches: list[int] = field(default_factory=list)
+    refresh_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def refresh_median(self) -> float:
+        return statistics.median(self.refresh_seconds)
+
+
+def activity_slot(run: int) -> int:
+    """The residue modulo 100 of the batch ids that get new activity before run `run`."""
+    return (run * 37 + 11) % 100
+
+
+def add_activity(conn: psycopg.Connection, slot: int, faulty: list[int]) -> int:
+    """Give 1 % of the batches new activity (ACTIVITY_STATEMENTS), none of `faulty`; the
+    number of batches."""
+    params = {"slot": slot, "faulty": faulty}
+    with conn.transaction():
+        for statement in ACTIVITY_STATEMENTS:
+            conn.execute(statement, params)
+    return conn.execute(
+        "select count(*) from cj_batch_uploads"
+        " where mod(id, 100) = %(slot)s and id <> all(%(faulty)s)",
+        params,
+    ).fetchone()[0]
+
+
+def steady_refresh(database: Database, repeat: int, faulty: list[int]) -> SteadyRefresh:
+    """`repeat` refreshes, each after new activity on a different 1 % of the batches (the
+    `faulty` ones left alone)."""
+    result = SteadyRefresh()
+    with connect(database, autocommit=True) as conn:
+        _set_source_path(conn)
+        apply_refresh_settings(conn)
+        for run in range(repeat):
+            result.changed_batches.append(add_activity(conn, activity_slot(run), faulty))
+            result.refresh_seconds.append(_timed(conn, refresh_statement()))
     return result
 
 

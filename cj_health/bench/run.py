@@ -162,6 +162,10 @@ def _run_in(bench: Database, options: BenchOptions, log: Log) -> dict[str, Any]:
     log(f"refresh and lower bound, {options.repeat} runs each")
     timed = measure.refresh_and_bound(bench, options.repeat)
 
+    log(f"steady-state refresh: 1 % of the batches active, {options.repeat} runs")
+    faulty = sorted({i for ids in summary.faulty_batch_ids.values() for i in ids})
+    steady = measure.steady_refresh(bench, options.repeat, faulty)
+
     ids = list(range(1, options.batches + 1))
     sample = naive_peer.sample_batch_ids(ids, options.peer_batches)
     log(f"naive peer over {len(sample)} batches")
@@ -210,6 +214,19 @@ def _run_in(bench: Database, options: BenchOptions, log: Log) -> dict[str, Any]:
                 for table, values in timed.bound_by_table.items()
             },
         },
+        "view_size": {
+            "bytes_after_each_refresh": timed.view_bytes,
+            "first_bytes": timed.view_bytes[0],
+            "last_bytes": timed.view_bytes[-1],
+            "growth": timed.view_bytes[-1] / timed.view_bytes[0],
+        },
+        "steady_refresh": {
+            "runs": len(steady.refresh_seconds),
+            "runs_ms": _ms_list(steady.refresh_seconds),
+            "changed_batches": statistics.median(steady.changed_batches),
+            "median_ms": steady.refresh_median * 1000.0,
+            "ratio_to_lower_bound": steady.refresh_median / timed.bound_median,
+        },
         "naive_peer": {
             "queries_per_batch": naive_peer.QUERIES_PER_BATCH,
             "batches_run": peer.batches,
@@ -257,6 +274,8 @@ def _run_in(bench: Database, options: BenchOptions, log: Log) -> dict[str, Any]:
     }
     target_values = {
         **ratios,
+        "view_size_growth": figures["view_size"]["growth"],
+        "steady_refresh_over_lower_bound": figures["steady_refresh"]["ratio_to_lower_bound"],
         "alert_query_p99_ms": figures["alert_query"]["p99_ms"],
         "reader_wait_max_ms": figures["reader_wait"]["max_ms"],
         "finalize_scoring_s": final_seconds,

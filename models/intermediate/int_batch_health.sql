@@ -1,7 +1,10 @@
 {#- The health verdict of each batch: its problem codes (`issues`, worst first), the worst of
     them or a baseline as `health_status`, and `is_alerting`. cj_batch_health is a
     materialized copy of this view; the dbt unit tests exercise every rule here. Time is
-    judged at cj_health_as_of(): now() when the view is refreshed. -#}
+    judged at cj_health_as_of(): now() when the view is refreshed. No column holds that time
+    or the minutes since activity, so the row of a batch whose verdict did not change stays
+    the same row: REFRESH ... CONCURRENTLY rewrites only the batches that changed. The
+    refresh time is kept once, in cj_batch_health_refresh. -#}
 {%- set codes = cj_problem_codes() -%}
 {%- set alerting = [] -%}
 {%- for problem in codes if problem.severity in cj_alerting_severities() -%}
@@ -15,7 +18,6 @@ with facts as (
 timed as (
     select
         *,
-        {{ cj_health_as_of() }} as refreshed_at,
         extract(epoch from {{ cj_health_as_of() }} - last_activity_at)::double precision
         / 60.0 as minutes_since_activity
     from facts
@@ -164,8 +166,6 @@ select
     updated_at,
     completed_at,
     last_activity_at,
-    minutes_since_activity,
-    refreshed_at,
     issues,
     health_status,
     is_alerting,

@@ -106,8 +106,6 @@ acknowledged as (
         health.updated_at,
         health.completed_at,
         health.last_activity_at,
-        health.minutes_since_activity,
-        health.refreshed_at,
         health.issues,
         coalesce(
             batch_acknowledgements.acknowledged_issues, array[]::text[]

@@ -15,6 +15,24 @@ grade_scales as (
     select * from {{ ref('cj_grade_scales') }}
 ),
 
+{# The grade-scale check is made on the projections alone, before the full join: the small
+    scale hash is probed once per projection, not once per joined essay row. #}
+scaled_projections as (
+    select
+        projections.els_essay_id,
+        projections.cj_batch_id,
+        projections.grade_scale,
+        projections.primary_grade,
+        projections.confidence_score,
+        projections.confidence_label,
+        grade_scales.grade is not null as is_grade_in_scale
+    from projections
+    left join grade_scales
+        on
+            projections.grade_scale = grade_scales.grade_scale
+            and projections.primary_grade = grade_scales.grade
+),
+
 joined as (
     select
         coalesce(essays.cj_batch_id, projections.cj_batch_id) as cj_batch_id,
@@ -32,16 +50,12 @@ joined as (
         projections.primary_grade,
         projections.confidence_score,
         projections.confidence_label,
-        grade_scales.grade is not null as is_grade_in_scale
+        projections.is_grade_in_scale
     from essays
-    full outer join projections
+    full outer join scaled_projections as projections
         on
             essays.els_essay_id = projections.els_essay_id
             and essays.cj_batch_id = projections.cj_batch_id
-    left join grade_scales
-        on
-            projections.grade_scale = grade_scales.grade_scale
-            and projections.primary_grade = grade_scales.grade
 ),
 
 checked as (

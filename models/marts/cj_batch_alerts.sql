@@ -3,13 +3,24 @@
     The acknowledgements are read live, so `cj-health ack` silences at once, and an expired
     acknowledgement or `cj-health unack` alerts again at once, without waiting for the next
     refresh. `since` is when the condition began as far as the data tells (macro
-    cj_since_expression). -#}
-with health as (
+    cj_since_expression); `minutes_since_activity` is computed when the view is read.
+
+    Each row carries what the alert rules show (bos_batch_id, state, ...), so no rule joins
+    back to cj_batch_health. The health rows of a code are found through the GIN index on
+    `issues` (`issues @> array[code]`): a rule that asks for one code, or a few, reads only
+    the batches that have it. Every CTE is referenced once, so the planner inlines them and
+    pushes the rule's `where issue = ...` down to that index. -#}
+with problem_codes as (
+    select * from {{ ref('cj_problem_codes') }}
+    where is_alerting
+),
+
+health as (
     select * from {{ ref('cj_batch_health') }}
 ),
 
-problem_codes as (
-    select * from {{ ref('cj_problem_codes') }}
+refresh as (
+    select * from {{ ref('cj_batch_health_refresh') }}
 ),
 
 acknowledgements as (
@@ -17,45 +28,54 @@ acknowledgements as (
     where is_active
 ),
 
-batch_issues as (
-    select
-        health.cj_batch_id,
-        health.created_at,
-        health.completed_at,
-        health.last_activity_at,
-        health.refreshed_at,
-        batch_issue.issue
-    from health
-    cross join lateral unnest(health.issues) as batch_issue (issue)
-    where cardinality(health.issues) > 0
+acknowledged_health as (
+    select * from {{ ref('cj_batch_health') }}
 ),
 
-judged_issues as (
+{# The issues of each acknowledged batch that an active acknowledgement accepts: driven by
+    the (few) acknowledgements, each finding its batch by the unique index. #}
+accepted_issues as (
     select
-        batch_issues.cj_batch_id,
-        batch_issues.issue,
-        count(acknowledgement.acknowledgement_id) > 0 as is_acknowledged
-    from batch_issues
-    left join acknowledgements as acknowledgement
-        on
-            batch_issues.cj_batch_id = acknowledgement.cj_batch_id
-            and {{ acknowledgement_accepts('acknowledgement', 'batch_issues.issue') }}
-    group by batch_issues.cj_batch_id, batch_issues.issue
+        acknowledgement.cj_batch_id,
+        batch_issue.issue
+    from acknowledgements as acknowledgement
+    inner join acknowledged_health
+        on acknowledgement.cj_batch_id = acknowledged_health.cj_batch_id
+    cross join lateral unnest(acknowledged_health.issues) as batch_issue (issue)
+    where {{ acknowledgement_accepts('acknowledgement', 'batch_issue.issue') }}
 ),
 
 batch_acknowledgements as (
     select
         cj_batch_id,
-        array_agg(issue order by issue) filter (where is_acknowledged) as acknowledged_issues
-    from judged_issues
+        array_agg(distinct issue order by issue) as acknowledged_issues
+    from accepted_issues
     group by cj_batch_id
+),
+
+batch_issues as (
+    select
+        health.cj_batch_id,
+        health.bos_batch_id,
+        health.assignment_id,
+        health.upload_status,
+        health.cj_state,
+        health.health_status,
+        health.created_at,
+        health.completed_at,
+        health.last_activity_at,
+        problem_codes.problem_code as issue,
+        problem_codes.severity,
+        problem_codes.severity_rank
+    from problem_codes
+    inner join health on health.issues @> array[problem_codes.problem_code]
 ),
 
 alerts as (
     select
         batch_issues.cj_batch_id,
         batch_issues.issue,
-        problem_codes.severity,
+        batch_issues.severity,
         case batch_issues.issue
             {%- for problem in cj_problem_codes() %}
                 when '{{ problem.code }}'
@@ -65,16 +85,23 @@ alerts as (
         coalesce(
             batch_acknowledgements.acknowledged_issues, array[]::text[]
         ) as acknowledged_issues,
-        batch_issues.refreshed_at
+        refresh.refreshed_at,
+        batch_issues.bos_batch_id::text as bos_batch_id,
+        batch_issues.assignment_id::text as assignment_id,
+        batch_issues.upload_status,
+        batch_issues.cj_state,
+        batch_issues.health_status,
+        batch_issues.last_activity_at,
+        extract(epoch from now() - batch_issues.last_activity_at)::double precision
+        / 60.0 as minutes_since_activity
     from batch_issues
-    inner join problem_codes on batch_issues.issue = problem_codes.problem_code
-    inner join judged_issues
-        on
-            batch_issues.cj_batch_id = judged_issues.cj_batch_id
-            and batch_issues.issue = judged_issues.issue
+    cross join refresh
     left join batch_acknowledgements
         on batch_issues.cj_batch_id = batch_acknowledgements.cj_batch_id
-    where problem_codes.is_alerting and not judged_issues.is_acknowledged
+    where
+        not coalesce(
+            batch_issues.issue = any(batch_acknowledgements.acknowledged_issues), false
+        )
 )
 
 select * from alerts

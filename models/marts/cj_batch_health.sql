@@ -8,6 +8,7 @@
     indexes=[
         {'columns': ['cj_batch_id'], 'unique': true},
         {'columns': ['is_alerting', 'cj_batch_id']},
+        {'columns': ['issues'], 'type': 'gin'},
     ],
     on_configuration_change='apply',
     persist_docs={'relation': true, 'columns': false},

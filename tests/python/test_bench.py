@@ -5,13 +5,14 @@ figure. Timings are never asserted (they live only in the report)."""
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from psycopg import sql
 
-from cj_health.bench import generate, naive_peer, report
+from cj_health.bench import generate, measure, naive_peer, report
 from cj_health.bench.measure import Latencies
 from cj_health.bench.run import (
     BENCH_DB_PREFIX,
@@ -197,6 +198,8 @@ def test_report_has_every_figure_and_target(small_run) -> None:
         "alert_query": ("p50_ms", "p99_ms"),
         "reader_wait": ("max_ms", "reads_during_refresh"),
         "finalize_scoring": ("seconds", "bt_fit_seconds", "bt_fit_share"),
+        "view_size": ("first_bytes", "last_bytes", "growth"),
+        "steady_refresh": ("changed_batches", "median_ms", "ratio_to_lower_bound"),
     }.items():
         for name in fields:
             assert figures[key][name] is not None, (key, name)
@@ -205,6 +208,20 @@ def test_report_has_every_figure_and_target(small_run) -> None:
     assert figures["naive_peer"]["queries_run"] == SMALL_RUN_BATCHES * 5
     assert not figures["naive_peer"]["extrapolated"]
     assert figures["alert_query"]["runs"] == 20
+    # 1 % of the batches (ids in one residue class modulo 100) get new activity per run
+    steady = figures["steady_refresh"]
+    faulty = {i for ids in result["generated"]["faulty_batch_ids"].values() for i in ids}
+    active = [
+        sum(
+            1 for i in range(1, SMALL_RUN_BATCHES + 1)
+            if i % 100 == measure.activity_slot(run) and i not in faulty
+        )
+        for run in range(2)
+    ]
+    assert steady["runs"] == 2 and steady["changed_batches"] == statistics.median(active)
+    # nothing changed between the repeated refreshes: stable rows keep the view's size
+    assert len(figures["view_size"]["bytes_after_each_refresh"]) == 3
+    assert figures["view_size"]["growth"] <= 1.2
     assert figures["alert_query"]["rule"].startswith("rule cj-stuck-finalization")
     assert figures["reader_wait"]["reads_during_refresh"] >= 1
     assert set(figures["lower_bound"]["median_ms_by_table"]) == {

@@ -42,7 +42,11 @@ from cj_health.runs import SCHEDULE_MINUTES
 plugins.register_default_plugins()
 
 DATASOURCE_UID = "cj-health-postgres"
-MONITORING_VIEWS = ("cj_monitoring.cj_batch_health", "cj_monitoring.cj_batch_alerts")
+MONITORING_VIEWS = (
+    "cj_monitoring.cj_batch_health",
+    "cj_monitoring.cj_batch_alerts",
+    "cj_monitoring.cj_batch_health_refresh",
+)
 # The monitoring's own tables over time, which the history, incident and run panels read.
 MONITORING_TABLES = (
     "cj_monitoring.cj_health_history",

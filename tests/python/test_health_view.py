@@ -129,7 +129,8 @@ def test_healthy_batches_are_healthy_with_the_counts_of_their_rows(built: Built)
     # Finalization writes three events: completion, result, resource consumption.
     assert (row["outbox_event_count"], row["completion_event_count"]) == (3, 1)
     assert row["scale_separation_reliability"] >= 0.7
-    assert row["completed_at"] is not None and row["refreshed_at"] >= row["completed_at"]
+    (refresh,) = rows(built.database, "cj_batch_health_refresh")
+    assert row["completed_at"] is not None and refresh["refreshed_at"] >= row["completed_at"]
     assert health[built.other_healthy]["health_status"] == "HEALTHY"
 
 
@@ -152,12 +153,13 @@ def test_the_batch20_replica_is_stuck_finalization_and_alerts(built: Built) -> N
     assert (row["essay_count"], row["anchor_count"], row["metadata_anchor_count"]) == (18, 0, 15)
     assert row["anchor_flag_mismatch_count"] == 15
     assert (row["comparisons_submitted"], row["comparisons_completed"]) == (5, 5)
-    assert row["projection_count"] == 0 and row["minutes_since_activity"] > 5
     alerts = [
         a for a in rows(built.database, "cj_batch_alerts") if a["cj_batch_id"] == built.incident
     ]
     assert sorted(a["issue"] for a in alerts) == sorted(row["issues"])
     stuck = next(a for a in alerts if a["issue"] == "STUCK_FINALIZATION")
+    assert row["projection_count"] == 0 and stuck["minutes_since_activity"] > 5
+    assert (stuck["bos_batch_id"], stuck["cj_state"]) == (row["bos_batch_id"], row["cj_state"])
     assert (stuck["severity"], stuck["since"]) == ("critical", row["last_activity_at"])
 
 
