@@ -1,7 +1,8 @@
 """The embedded PostgreSQL server used when CJ_DATABASE_URL is unset.
 
-Its data lives in `.cj-health/pgdata` inside the project (git-ignored). The server listens on
-a unix socket only, keeps running between commands, and stops with `cj-health db stop`.
+Its data lives in `pgdata` of the state folder (`.cj-health/` in the project, git-ignored, or
+CJ_HEALTH_STATE_DIR). The server listens on a unix socket only, keeps running between
+commands, and stops with `cj-health db stop`.
 """
 
 from __future__ import annotations
