@@ -30,7 +30,7 @@
         {'code': 'EVENTS_UNPUBLISHED', 'severity': 'critical', 'since': 'completed_at',
          'summary': 'An outbox row of the batch (completion, result, resource or failure event) is still unpublished `unpublished_after_minutes` after it was written, or the relay gave up on it (`retry_count` ≥ `outbox_max_retries`, 5 in production: the relay then leaves it unpublished for ever). The Essay Lifecycle Service never learns the batch finished.'},
         {'code': 'STALLED', 'severity': 'warning', 'since': 'last_activity_at',
-         'summary': 'State INITIALIZING, GENERATING_PAIRS or WAITING_CALLBACKS, idle longer than `stalled_after_minutes` (callbacks stopped arriving).'},
+         'summary': 'State INITIALIZING, GENERATING_PAIRS or WAITING_CALLBACKS, upload status not ERROR_*, idle longer than `stalled_after_minutes` (callbacks stopped arriving). An ERROR_* upload is finished: the service\'s error path sets the status wherever the state stood and sends a failure event.'},
         {'code': 'COUNTER_MISMATCH', 'severity': 'warning', 'since': 'completed_at',
          'summary': 'State COMPLETED and the counters disagree with the pairs: `submitted_comparisons` ≠ all pairs, `completed_comparisons` ≠ pairs with a winner, or `failed_comparisons` ≠ errored pairs.'},
         {'code': 'INVALID_PROJECTION', 'severity': 'warning', 'since': 'completed_at',
