@@ -115,18 +115,8 @@ def test_0001_database_with_rows_and_views_upgrades_in_place(make_database,
     """A dev database made by 0001 alone, with rows and a view over the service tables, is
     brought to production's head by `db init`; its rows survive."""
     database = make_database()
-    first = load_migrations()[0]
+    _ledger_with_0001(database, load_migrations()[0].checksum)
     with connect(database) as conn, conn.transaction():
-        conn.execute(first.sql_text)
-        conn.execute(
-            "create table cj_health_schema_migrations (version text primary key, name text not "
-            "null, checksum text not null, applied_at timestamptz not null default now())"
-        )
-        conn.execute(
-            "insert into cj_health_schema_migrations (version, name, checksum) "
-            "values (%s, %s, %s)",
-            (first.version, first.name, first.checksum),
-        )
         conn.execute(
             "insert into cj_batch_uploads (bos_batch_id, event_correlation_id, language, "
             "course_code, expected_essay_count, status) values ('b', 'c', 'en', 'ENG5', 1, "
