@@ -1,9 +1,9 @@
 """The naive peer: batch health the per-batch diagnostic way, for comparison with the refresh.
 
-Production's `inspect_batch_state` script looks at one batch with a handful of queries. Run over
-every batch, that is how a monitor without a set-wise view would work. The peer runs exactly
-the five queries of `cj-health inspect` (cj_health.inspect: the batch with its state, essays,
-pairs, projections and outbox events) for each batch, on one connection (psycopg prepares the
+Production's `inspect_batch_state` script looks at one batch with a handful of queries over
+the service tables. Run over every batch, that is how a monitor without a set-wise view would
+work. The peer runs five such per-table queries (the batch with its state, essays, pairs,
+projections and outbox events) for each batch, on one connection (psycopg prepares the
 statements after a few runs), which is the kindest setting for the peer: no connection per
 batch, no health view.
 """
@@ -17,9 +17,44 @@ from dataclasses import dataclass, field
 from psycopg import sql
 
 from cj_health.db import Database, connect, source_schema
-from cj_health.inspect import BATCH_SQL, ESSAYS_SQL, EVENTS_SQL, PAIRS_SQL, PROJECTIONS_SQL
 
 QUERIES_PER_BATCH = 5
+
+BATCH_SQL = """
+select u.id as cj_batch_id, u.bos_batch_id, u.status::text as upload_status,
+       s.state::text as cj_state
+from cj_batch_uploads u
+left join cj_batch_states s on s.batch_id = u.id
+where u.id = %(id)s
+"""
+
+ESSAYS_SQL = """
+select count(*) as total,
+       count(*) filter (where is_anchor) as anchors_by_flag,
+       count(*) filter (where lower(processing_metadata->>'is_anchor') = 'true')
+           as anchors_by_metadata
+from cj_processed_essays where cj_batch_id = %(id)s
+"""
+
+PAIRS_SQL = """
+select count(*) as total,
+       count(*) filter (where winner in ('essay_a', 'essay_b')) as completed
+from cj_comparison_pairs where cj_batch_id = %(id)s
+"""
+
+PROJECTIONS_SQL = """
+select p.primary_grade, count(*) as n
+from grade_projections p
+where p.cj_batch_id = %(id)s
+group by p.primary_grade order by p.primary_grade
+"""
+
+EVENTS_SQL = """
+select topic, aggregate_type, published_at
+from event_outbox
+where (aggregate_type in ('cj_batch', 'resource_consumption') and aggregate_id = %(bos)s)
+   or (aggregate_type = 'assessment_result' and aggregate_id = %(id_text)s)
+"""
 
 
 @dataclass(frozen=True)
