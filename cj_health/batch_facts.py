@@ -158,17 +158,27 @@ def _upsert(conn: psycopg.Connection, columns: list[str], batches: list[int] | N
     names = sql.SQL(", ").join(map(sql.Identifier, columns))
     stored = sql.SQL(", ").join(sql.Identifier(FACTS_TABLE, name) for name in columns)
     fresh = sql.SQL(", ").join(sql.Identifier("excluded", name) for name in columns)
-    scope = sql.SQL(" where cj_batch_id = any(%s)") if batches is not None else sql.SQL("")
+    view = sql.Identifier(monitoring_schema(), FACTS_VIEW)
+    if batches is None:
+        source = sql.SQL("select {names} from {view}").format(names=names, view=view)
+    else:
+        # One batch at a time: a condition on one cj_batch_id reaches every service table's
+        # batch index through the views (`offset 0` keeps it a subquery of its own, planned
+        # with that condition, instead of a join over every batch).
+        source = sql.SQL(
+            "select recomputed.* from unnest(%s::integer[]) as scope (cj_batch_id)"
+            " cross join lateral (select {names} from {view} as facts"
+            " where facts.cj_batch_id = scope.cj_batch_id offset 0) as recomputed"
+        ).format(names=names, view=view)
     statement = sql.SQL(
-        "insert into {facts} as {alias} ({names}) select {names} from {view}{scope}"
+        "insert into {facts} as {alias} ({names}) {source}"
         " on conflict (cj_batch_id) do update set ({names}) = row({fresh})"
         " where row({stored}) is distinct from row({fresh})"
     ).format(
         facts=_facts(),
         alias=sql.Identifier(FACTS_TABLE),
         names=names,
-        view=sql.Identifier(monitoring_schema(), FACTS_VIEW),
-        scope=scope,
+        source=source,
         stored=stored,
         fresh=fresh,
     )

@@ -205,14 +205,7 @@ def refresh(database: Database, *, full: bool = False) -> RefreshResult:
         concurrently = bool(row[0])
         started = time.perf_counter()
         try:
-            with conn.transaction():
-                for name, value in refresh_settings().items():
-                    conn.execute("select set_config(%s, %s, true)", (name, value))
-                facts = update_batch_facts(conn, full=full)
-                # One transaction, one now(): cj_batch_health_refresh.refreshed_at is the
-                # moment the verdicts were judged at.
-                for relation in (HEALTH_VIEW, REFRESH_VIEW):
-                    conn.execute(_refresh_statement(conn, schema, relation))
+            facts = refresh_in_transaction(conn, full=full)
         except psycopg.Error as exc:
             message = exc.diag.message_primary or type(exc).__name__
             raise CjHealthError(
@@ -226,6 +219,20 @@ def refresh(database: Database, *, full: bool = False) -> RefreshResult:
     return RefreshResult(
         f"{schema}.{HEALTH_VIEW}", concurrently, seconds, batches, alerting, facts
     )
+
+
+def refresh_in_transaction(conn: psycopg.Connection, *, full: bool = False) -> FactsUpdate:
+    """The refresh itself, in one transaction on `conn` (autocommit): the session settings,
+    the stored facts, then both materialized views. One transaction, one now():
+    cj_batch_health_refresh.refreshed_at is the moment the verdicts were judged at."""
+    schema = monitoring_schema()
+    with conn.transaction():
+        for name, value in refresh_settings().items():
+            conn.execute("select set_config(%s, %s, true)", (name, value))
+        facts = update_batch_facts(conn, full=full)
+        for relation in (HEALTH_VIEW, REFRESH_VIEW):
+            conn.execute(_refresh_statement(conn, schema, relation))
+    return facts
 
 
 def _refresh_statement(conn: psycopg.Connection, schema: str, relation: str) -> sql.Composed:

@@ -8,8 +8,12 @@
 
     Parsing `json` (not jsonb) is the costly part of reading this table, so it is done once
     per row and only where the text holds the key `"is_anchor"` (a key spelled with JSON
-    escapes would be missed). `offset 0` keeps PostgreSQL from merging that step into the next
-    ones, which would repeat it for every column derived from it. -#}
+    escapes would be missed). The volatile `row_fence` column keeps PostgreSQL from merging
+    that step into the next ones, which would repeat it for every column derived from it
+    (the planner never merges a subquery whose output has a volatile function), while a
+    condition on `cj_batch_id` still reaches the table and its index: the refresh recomputes
+    a few batches' facts through ix_cj_processed_essays_cj_batch_id, not a scan of every
+    essay. (`offset 0` would fence the parse too, but also every condition.) -#}
 with source as (
     select * from {{ source('cj', 'cj_processed_essays') }}
 ),
@@ -28,10 +32,10 @@ flag_read as (
         case
             when strpos(processing_metadata::text, '"is_anchor"') > 0
                 then (processing_metadata -> 'is_anchor')::text
-        end as metadata_is_anchor_json
+        end as metadata_is_anchor_json,
+        -- a fence for the planner (see above), never read
+        random() as row_fence
     from source
-    -- a fence for the planner (see above), not a limit
-    offset 0  -- noqa: AM09
 ),
 
 parsed as (
