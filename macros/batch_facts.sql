@@ -36,17 +36,6 @@ create table if not exists {{ schema }}.{{ batch_facts_watermark_table() }} (
 {%- endmacro %}
 
 
-{#- Post-hook: the facts of batches whose upload is gone are deleted (delete+insert replaces
-    only the batches it recomputes). -#}
-{% macro cj_delete_facts_of_deleted_batches() -%}
-    delete from {{ this }} as facts
-    where not exists (
-        select from {{ ref('stg_cj__batch_uploads') }} as uploads
-        where uploads.cj_batch_id = facts.cj_batch_id
-    )
-{%- endmacro %}
-
-
 {% macro cj_reset_batch_facts_watermark() -%}
     delete from {{ adapter.quote(target.schema) }}.{{ batch_facts_watermark_table() }}
 {%- endmacro %}

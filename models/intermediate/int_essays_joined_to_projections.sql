@@ -3,7 +3,9 @@
     its essay does not belong to (the foreign key guarantees the essay exists elsewhere).
     One pass over each table; the per-row rules here are the single definition that the
     batch aggregates and the invariants share. -#}
-with essays as (
+{# `not materialized` (both are read twice below): a condition on one batch must still reach
+    the essays' and the projections' batch indexes. #}
+with essays as not materialized (
     select * from {{ ref('stg_cj__processed_essays') }}
 ),
 
@@ -17,7 +19,7 @@ grade_scales as (
 
 {# The grade-scale check is made on the projections alone, before the full join: the small
     scale hash is probed once per projection, not once per joined essay row. #}
-scaled_projections as (
+scaled_projections as not materialized (
     select
         projections.els_essay_id,
         projections.cj_batch_id,

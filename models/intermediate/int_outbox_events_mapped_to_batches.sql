@@ -4,12 +4,14 @@
     assessed twice has its bos-keyed events matched to both CJ batches. Events of other
     topics are left out. The failure event carries the correlation id its caller passed, not
     necessarily the upload's, so only the three finalization events are checked for it. -#}
-with events as (
+{# `not materialized` (both are read twice below): a condition on one batch must still reach
+    the uploads' primary key and the outbox's aggregate index. #}
+with events as not materialized (
     select * from {{ ref('stg_cj__event_outbox') }}
     where event_kind is not null
 ),
 
-uploads as (
+uploads as not materialized (
     select
         cj_batch_id,
         bos_batch_id,
