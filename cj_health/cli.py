@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -61,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     args = build_parser().parse_args(argv)
+    # python_fix logs for the service's log pipeline; here its refusals and rollbacks reach
+    # the operator as the command's one error line, not as extra lines on stderr.
+    service_log = logging.getLogger("python_fix")
+    if not service_log.handlers:
+        service_log.addHandler(logging.NullHandler())
     # SIGTERM (a scheduler stopping us) ends the command like Ctrl-C: `finally` blocks run,
     # temporary folders go, a running dbt is stopped first (cj_health.dbt_runner).
     signal.signal(signal.SIGTERM, _terminate)

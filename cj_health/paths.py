@@ -15,5 +15,9 @@ def project_dir() -> Path:
 
 
 def state_dir() -> Path:
-    """Git-ignored local state: the embedded server's data, run artefacts."""
+    """Local state: the embedded server's data, its start lock, run artefacts. Default
+    `.cj-health/` in the project (git-ignored); override: CJ_HEALTH_STATE_DIR."""
+    override = os.environ.get("CJ_HEALTH_STATE_DIR", "").strip()
+    if override:
+        return Path(override).resolve()
     return project_dir() / ".cj-health"

@@ -54,11 +54,16 @@ class DatabaseSessionProvider:
         await self._engine.dispose()
 
 
-def run_with_sessions(url: str, work: Callable[[DatabaseSessionProvider], Awaitable[T]]) -> T:
+def run_with_sessions(
+    url: str,
+    work: Callable[[DatabaseSessionProvider], Awaitable[T]],
+    *,
+    application_name: str = APPLICATION_NAME,
+) -> T:
     """Run `work(provider)` on a new event loop and return its result; psycopg errors unwrapped."""
 
     async def main() -> T:
-        provider = DatabaseSessionProvider(url)
+        provider = DatabaseSessionProvider(url, application_name=application_name)
         try:
             return await work(provider)
         finally:

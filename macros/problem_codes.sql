@@ -28,7 +28,7 @@
         {'code': 'EVENTS_UNPUBLISHED', 'severity': 'critical', 'since': 'completed_at',
          'summary': 'An outbox event of the batch is still unpublished after unpublished_after_minutes, or the relay gave up on it (retry_count >= outbox_max_retries): downstream services never hear of the batch.'},
         {'code': 'STALLED', 'severity': 'warning', 'since': 'last_activity_at',
-         'summary': 'State INITIALIZING, GENERATING_PAIRS or WAITING_CALLBACKS with no activity for longer than stalled_after_minutes.'},
+         'summary': 'State INITIALIZING, GENERATING_PAIRS or WAITING_CALLBACKS, upload status not ERROR_*, with no activity for longer than stalled_after_minutes.'},
         {'code': 'COUNTER_MISMATCH', 'severity': 'warning', 'since': 'completed_at',
          'summary': 'A COMPLETED batch whose submitted/completed/failed counters differ from its pairs (all / with a winner / errored).'},
         {'code': 'INVALID_PROJECTION', 'severity': 'warning', 'since': 'completed_at',

@@ -25,7 +25,7 @@ from psycopg import sql
 from cj_health.db import Database, connect, source_schema
 from cj_health.errors import CjHealthError
 from cj_health.schema import SERVICE_TABLES
-from python_fix.finalizer import RICH_EVENT_TYPE, THIN_EVENT_TYPE
+from python_fix.events import COMPLETED_TOPIC, RESOURCE_TOPIC, RESULT_EVENT_TYPE, RESULT_TOPIC
 
 DEFAULT_CHUNK_BATCHES = 2000
 ASSIGNMENTS = 20
@@ -58,7 +58,9 @@ class Profile:
     reliable: bool = True  # False: scores bunched together, every SE at the 2.0 cap
     # none | students | students_and_one_anchor | students_and_misattributed
     projections: str = "students"
-    events: str = "both"  # both | thin_only | none (written and published)
+    # all (completion, result, resource, as finalization writes them) | no_result | none;
+    # written and published
+    events: str = "all"
     anchor_flags_kept: bool = True  # False: is_anchor false although the metadata says true
     counter_offset: int = 0  # added to completed_comparisons (duplicate callbacks)
     idle_minutes: int | None = None  # None: last activity when the batch finished
@@ -108,7 +110,7 @@ PROFILES: tuple[Profile, ...] = (
         completed=False,
     ),
     Profile("counter_mismatch", 3, "COMPLETE_STABLE", "COMPLETED", fault=True, counter_offset=2),
-    Profile("event_missing", 3, "COMPLETE_STABLE", "COMPLETED", fault=True, events="thin_only"),
+    Profile("event_missing", 3, "COMPLETE_STABLE", "COMPLETED", fault=True, events="no_result"),
     Profile("low_reliability", 2, "COMPLETE_STABLE", "COMPLETED", fault=True, reliable=False),
     Profile(
         "stalled", 2, "PERFORMING_COMPARISONS", "WAITING_CALLBACKS", fault=True,
@@ -410,16 +412,20 @@ insert into event_outbox
     (id, aggregate_id, aggregate_type, event_type, event_data, topic, event_key, created_at,
      published_at, retry_count)
 with events as (
-    select b.*, t.topic, t.aggregate_type,
-           case when t.aggregate_type = 'cj_batch' then b.bos_batch_id
-               else b.cj_batch_id::text end as aggregate_id
+    select b.*, t.topic, t.event_type, t.aggregate_type,
+           case when t.aggregate_type = 'assessment_result' then b.cj_batch_id::text
+               else b.bos_batch_id end as aggregate_id
     from bench_batch_plan as b
-    cross join (values (%(thin)s, 'cj_batch'), (%(rich)s, 'assessment_result'))
-        as t (topic, aggregate_type)
-    where b.events = 'both' or (b.events = 'thin_only' and t.aggregate_type = 'cj_batch')
+    cross join (
+        values (%(completed)s, %(completed)s, 'cj_batch'),
+            (%(result)s, %(result_event_type)s, 'assessment_result'),
+            (%(resource)s, %(resource)s, 'resource_consumption')
+    ) as t (topic, event_type, aggregate_type)
+    where b.events = 'all'
+        or (b.events = 'no_result' and t.aggregate_type <> 'assessment_result')
 )
 select md5('event:' || e.cj_batch_id || ':' || e.topic)::uuid, e.aggregate_id,
-       e.aggregate_type, e.topic,
+       e.aggregate_type, e.event_type,
        json_build_object(
            'event_id', md5('event:' || e.cj_batch_id || ':' || e.topic)::uuid,
            'event_type', e.topic,
@@ -501,7 +507,9 @@ def _generate_chunk(
         "pairs": pairs, "profile": profile, "assignments": ASSIGNMENTS,
         "pairs_per_essay": PAIRS_PER_ESSAY, "grades": list(ANCHOR_GRADES),
         "student_grades": list(STUDENT_GRADES), "scale": GRADE_SCALE,
-        "thin": THIN_EVENT_TYPE, "rich": RICH_EVENT_TYPE, "faults": list(FAULT_NAMES),
+        "completed": COMPLETED_TOPIC, "result": RESULT_TOPIC,
+        "result_event_type": RESULT_EVENT_TYPE, "resource": RESOURCE_TOPIC,
+        "faults": list(FAULT_NAMES),
     }
     with conn.transaction():
         for statement in (PLAN_BATCHES_SQL, PLAN_ESSAYS_SQL, PLAN_PAIRS_SQL):

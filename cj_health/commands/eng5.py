@@ -69,6 +69,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     execute.set_defaults(handler=cmd_execute)
 
+    finalize = actions.add_parser(
+        "finalize",
+        help="finish a dev batch a stopped `execute` left behind (finalizer, then relay)",
+        description="Run BatchFinalizer.finalize_scoring on a batch, then mark its outbox rows "
+        "published as the relay would. Completes a batch that an interrupted `eng5 execute` "
+        "left WAITING_CALLBACKS or SCORING; on a COMPLETED batch it only publishes leftover "
+        "events. Dev and test databases only.",
+    )
+    finalize.add_argument("cj_batch_id", metavar="CJ_BATCH_ID")
+    finalize.set_defaults(handler=cmd_finalize)
+
     # Hook: `replay-incident [FAULT]` (cj_health.faults) adds its parser to `actions` here.
     register_replay_incident(actions)
 
@@ -118,6 +129,16 @@ def cmd_execute(args: argparse.Namespace) -> int:
         progress=lambda line: print(line, flush=True),
     )
     print("\n".join(result.summary_lines()))
+    return 0
+
+
+def cmd_finalize(args: argparse.Namespace) -> int:
+    from cj_health.eng5.runner import finalize_batch
+    from cj_health.inspect import parse_batch_id
+
+    cj_batch_id = parse_batch_id(args.cj_batch_id)
+    database = dev_only(resolve_target(), "finalize a batch in").database
+    print(finalize_batch(database, cj_batch_id, source="cj-health eng5 finalize").message)
     return 0
 
 

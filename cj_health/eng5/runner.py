@@ -12,6 +12,12 @@
    as production's relay does once Kafka accepts them; otherwise they would wait for ever
    and the batch would show EVENTS_UNPUBLISHED.
 
+Steps 1 to 3 are ONE transaction on one AsyncSession: a run that dies there (the server
+stopped, the connection lost, Ctrl-C) leaves no trace of the batch, never an upload without
+essays or a batch waiting for callbacks that will never come. Step 4 is the finalizer's own
+design: a crash leaves the batch WAITING_CALLBACKS or SCORING with nothing else written, and
+`cj-health eng5 finalize CJ_BATCH_ID` completes it.
+
 The artefact `assessment_run.execute.json` holds the ids, the counts, and each essay's
 projected grade beside its hidden grade, with the exact and adjacent agreement. It holds no
 essay text.
@@ -63,6 +69,7 @@ from python_fix.finalizer import (
 from python_fix.repository import PostgreSQLCJEssayRepository
 
 ARTEFACT_NAME = "assessment_run.execute.json"
+APPLICATION_NAME = "cj-health eng5"  # pg_stat_activity.application_name of the batch write
 # 20 comparisons per essay: at 12, the default 12-student batch's scale separation reliability
 # fell below min_reliability (0.7) for most seeds, so healthy ENG5 data raised LOW_RELIABILITY
 # (measured over 40 seeds: at 20 none below 0.71). Edit by helper-3 for the detection matrix.
@@ -144,18 +151,12 @@ def execute_batch(
         _require_schema(conn, database)
         _require_new_bos_batch(conn, bos_batch_id)
         references = _ensure_anchors(conn, assignment_id, say)
-        essays = anchor_essays(rng, references) + student_essays(rng, students)
-        budget = max_comparisons or default_max_comparisons(len(essays))
-        pairs = schedule_pairs(len(essays), budget, rng)
-        cj_batch_id = _create_batch(
-            conn, bos_batch_id, assignment_id, course_id, seed, students, budget
-        )
-        say(f"created CJ batch {cj_batch_id} (BOS batch {bos_batch_id})")
-        _store_essays(database, cj_batch_id, essays)
-        say(f"stored {len(references)} anchors and {students} student essays")
-        pair_ids = _submit_pairs(conn, cj_batch_id, assignment_id, essays, pairs, seed)
-        say(f"submitted {len(pair_ids)} comparisons to the mock judge")
-        _write_callbacks(conn, cj_batch_id, essays, pairs, pair_ids, judge, say)
+    essays = anchor_essays(rng, references) + student_essays(rng, students)
+    budget = max_comparisons or default_max_comparisons(len(essays))
+    pairs = schedule_pairs(len(essays), budget, rng)
+    plan = _BatchPlan(bos_batch_id, assignment_id, course_id, seed, students, budget)
+    cj_batch_id = _write_batch(database, plan, essays, pairs, judge, say)
+    say(f"committed CJ batch {cj_batch_id}: upload, essays, pairs and callbacks")
 
     result = ExecuteResult(
         cj_batch_id=cj_batch_id,
@@ -168,9 +169,8 @@ def execute_batch(
         comparisons_completed=len(pairs),
     )
     if finalize:
-        result.finalization = _finalize(database, cj_batch_id)
+        result.finalization = finalize_batch(database, cj_batch_id)
         say(result.finalization.message)
-        _relay_events(database, cj_batch_id, bos_batch_id)
     _read_outcome(database, result, essays)
     result.artefact_path = _write_artefact(out_dir, result, course_id)
     return result
@@ -286,48 +286,32 @@ def _ensure_anchors(conn: psycopg.Connection, assignment_id: str, say: Progress)
     return references
 
 
-def _create_batch(
-    conn: psycopg.Connection,
-    bos_batch_id: str,
-    assignment_id: str,
-    course_id: str,
-    seed: int,
-    students: int,
-    budget: int,
+@dataclass(frozen=True)
+class _BatchPlan:
+    bos_batch_id: str
+    assignment_id: str
+    course_id: str
+    seed: int
+    students: int
+    budget: int
+
+
+def _write_batch(
+    database: Database,
+    plan: _BatchPlan,
+    essays: list[GeneratedEssay],
+    pairs: list[tuple[int, int]],
+    judge: MockJudge,
+    say: Progress,
 ) -> int:
-    """The upload (PENDING) and its state row (INITIALIZING), like the service creates them."""
-    with conn.transaction():
-        cj_batch_id = conn.execute(
-            "insert into cj_batch_uploads (bos_batch_id, event_correlation_id, language, "
-            "course_code, expected_essay_count, status, processing_metadata, assignment_id, "
-            "user_id) values (%s, %s, %s, %s, %s, 'PENDING', %s, %s, %s) returning id",
-            (
-                bos_batch_id,
-                str(uuid.uuid4()),
-                LANGUAGE,
-                COURSE_CODE,
-                students,
-                Json({"runner": "eng5", "course_id": course_id, "seed": seed}),
-                assignment_id,
-                RUNNER_USER_ID,
-            ),
-        ).fetchone()[0]
-        conn.execute(
-            "insert into cj_batch_states (batch_id, state, total_budget, total_comparisons) "
-            "values (%s, 'INITIALIZING', %s, 0)",
-            (cj_batch_id, budget),
-        )
-    return cj_batch_id
-
-
-def _store_essays(database: Database, cj_batch_id: int, essays: list[GeneratedEssay]):
-    """FETCHING_CONTENT, every essay through the repository patch on the service's
-    AsyncSession, then PERFORMING_COMPARISONS / GENERATING_PAIRS: one transaction."""
+    """Steps 1 to 3 of the module docstring in one transaction; returns the CJ batch id."""
     repository = PostgreSQLCJEssayRepository()
 
-    async def store(provider: DatabaseSessionProvider) -> None:
+    async def write(provider: DatabaseSessionProvider) -> int:
         async with provider.session() as session, session.begin():
-            await _set_status_async(session, cj_batch_id, "FETCHING_CONTENT")
+            cj_batch_id = await _create_batch(session, plan)
+            say(f"writing CJ batch {cj_batch_id} (BOS batch {plan.bos_batch_id})")
+            await _set_status(session, cj_batch_id, "FETCHING_CONTENT")
             for essay in essays:
                 await repository.create_or_update_cj_processed_essay(
                     session,
@@ -337,73 +321,114 @@ def _store_essays(database: Database, cj_batch_id: int, essays: list[GeneratedEs
                     essay.text,
                     essay.processing_metadata,
                 )
-            await _set_status_async(session, cj_batch_id, "PERFORMING_COMPARISONS")
+            await _set_status(session, cj_batch_id, "PERFORMING_COMPARISONS")
             await session.execute(
                 text(
                     "update cj_batch_states set state = 'GENERATING_PAIRS', "
-                    "last_activity_at = now() where batch_id = :id"
+                    "last_activity_at = clock_timestamp() where batch_id = :id"
                 ),
                 {"id": cj_batch_id},
             )
+            anchors = len(essays) - plan.students
+            say(f"stored {anchors} anchors and {plan.students} student essays")
+            pair_ids = await _submit_pairs(session, cj_batch_id, plan, essays, pairs)
+            say(f"submitted {len(pair_ids)} comparisons to the mock judge")
+            await _write_callbacks(session, cj_batch_id, essays, pairs, pair_ids, judge, say)
+            return cj_batch_id
 
-    run_with_sessions(session_conninfo(database), store)
+    return run_with_sessions(session_conninfo(database), write, application_name=APPLICATION_NAME)
 
 
-async def _set_status_async(session: AsyncSession, cj_batch_id: int, status: str) -> None:
+async def _create_batch(session: AsyncSession, plan: _BatchPlan) -> int:
+    """The upload (PENDING) and its state row (INITIALIZING), like the service creates them."""
+    cj_batch_id = (
+        await session.execute(
+            text(
+                "insert into cj_batch_uploads (bos_batch_id, event_correlation_id, language, "
+                "course_code, expected_essay_count, status, processing_metadata, "
+                "assignment_id, user_id) values (:bos, :correlation, :language, :course, "
+                ":expected, 'PENDING', :metadata, :assignment, :user) returning id"
+            ),
+            {
+                "bos": plan.bos_batch_id,
+                "correlation": str(uuid.uuid4()),
+                "language": LANGUAGE,
+                "course": COURSE_CODE,
+                "expected": plan.students,
+                "metadata": Json(
+                    {"runner": "eng5", "course_id": plan.course_id, "seed": plan.seed}
+                ),
+                "assignment": plan.assignment_id,
+                "user": RUNNER_USER_ID,
+            },
+        )
+    ).scalar_one()
+    await session.execute(
+        text(
+            "insert into cj_batch_states (batch_id, state, total_budget, total_comparisons) "
+            "values (:id, 'INITIALIZING', :budget, 0)"
+        ),
+        {"id": cj_batch_id, "budget": plan.budget},
+    )
+    return cj_batch_id
+
+
+async def _set_status(session: AsyncSession, cj_batch_id: int, status: str) -> None:
     await session.execute(
         text(
             "update cj_batch_uploads set status = cast(:status as cj_batch_status_enum), "
-            "updated_at = now() where id = :id"
+            "updated_at = clock_timestamp() where id = :id"
         ),
         {"status": status, "id": cj_batch_id},
     )
 
 
-def _submit_pairs(
-    conn: psycopg.Connection,
+async def _submit_pairs(
+    session: AsyncSession,
     cj_batch_id: int,
-    assignment_id: str,
+    plan: _BatchPlan,
     essays: list[GeneratedEssay],
     pairs: list[tuple[int, int]],
-    seed: int,
 ) -> list[int]:
     """Insert the pending pairs and move the state to WAITING_CALLBACKS with its counters."""
+    insert = text(
+        "insert into cj_comparison_pairs (cj_batch_id, essay_a_els_id, essay_b_els_id, "
+        "prompt_text, request_correlation_id, submitted_at, processing_metadata, "
+        "pair_generation_mode) values (:batch, :a, :b, :prompt, :correlation, "
+        "clock_timestamp(), :metadata, 'coverage') returning id"
+    )
     pair_ids = []
-    with conn.transaction():
-        for a, b in pairs:
-            essay_a, essay_b = essays[a], essays[b]
-            prompt = (
-                f"ENG5 assignment {assignment_id}: compare essay A ({essay_a.els_essay_id}) "
-                f"with essay B ({essay_b.els_essay_id}). Which is the better piece of writing?"
-            )
-            pair_ids.append(
-                conn.execute(
-                    "insert into cj_comparison_pairs (cj_batch_id, essay_a_els_id, "
-                    "essay_b_els_id, prompt_text, request_correlation_id, submitted_at, "
-                    "processing_metadata, pair_generation_mode) "
-                    "values (%s, %s, %s, %s, %s, clock_timestamp(), %s, 'coverage') "
-                    "returning id",
-                    (
-                        cj_batch_id,
-                        essay_a.els_essay_id,
-                        essay_b.els_essay_id,
-                        prompt,
-                        uuid.uuid4(),
-                        Json({"judge": JUDGE_MODEL, "seed": seed}),
-                    ),
-                ).fetchone()[0]
-            )
-        conn.execute(
-            "update cj_batch_states set state = 'WAITING_CALLBACKS', total_comparisons = %s, "
-            "submitted_comparisons = %s, current_iteration = 1, last_activity_at = now() "
-            "where batch_id = %s",
-            (len(pairs), len(pairs), cj_batch_id),
+    for a, b in pairs:
+        essay_a, essay_b = essays[a], essays[b]
+        prompt = (
+            f"ENG5 assignment {plan.assignment_id}: compare essay A ({essay_a.els_essay_id}) "
+            f"with essay B ({essay_b.els_essay_id}). Which is the better piece of writing?"
         )
+        row = await session.execute(
+            insert,
+            {
+                "batch": cj_batch_id,
+                "a": essay_a.els_essay_id,
+                "b": essay_b.els_essay_id,
+                "prompt": prompt,
+                "correlation": uuid.uuid4(),
+                "metadata": Json({"judge": JUDGE_MODEL, "seed": plan.seed}),
+            },
+        )
+        pair_ids.append(row.scalar_one())
+    await session.execute(
+        text(
+            "update cj_batch_states set state = 'WAITING_CALLBACKS', total_comparisons = :n, "
+            "submitted_comparisons = :n, current_iteration = 1, "
+            "last_activity_at = clock_timestamp() where batch_id = :id"
+        ),
+        {"n": len(pairs), "id": cj_batch_id},
+    )
     return pair_ids
 
 
-def _write_callbacks(
-    conn: psycopg.Connection,
+async def _write_callbacks(
+    session: AsyncSession,
     cj_batch_id: int,
     essays: list[GeneratedEssay],
     pairs: list[tuple[int, int]],
@@ -411,54 +436,75 @@ def _write_callbacks(
     judge: MockJudge,
     say: Progress,
 ) -> None:
-    """One transaction per callback, as the service handles them: the pair's verdict (with the
-    callback's `provider` and `model` in its metadata), then
-    the state's completed counter, last activity and partial-scoring flag."""
+    """Each callback as the service handles it: the pair's verdict (with the callback's
+    `provider` and `model` in its metadata), then the state's completed counter, last
+    activity and partial-scoring flag."""
+    verdict_sql = text(
+        "update cj_comparison_pairs set winner = :winner, confidence = :confidence, "
+        "justification = :justification, raw_llm_response = :raw, "
+        "completed_at = clock_timestamp(), processing_metadata = "
+        "(coalesce(processing_metadata::jsonb, '{}') || jsonb_build_object('provider', "
+        "cast(:provider as text), 'model', cast(:model as text)))::json where id = :id"
+    )
+    counter_sql = text(
+        "update cj_batch_states set completed_comparisons = completed_comparisons + 1, "
+        "last_activity_at = clock_timestamp(), partial_scoring_triggered = "
+        "partial_scoring_triggered or (completed_comparisons + 1) * 100 "
+        ">= completion_threshold_pct * total_comparisons where batch_id = :id"
+    )
     report_every = max(1, len(pairs) // PROGRESS_STEPS)
     for done, ((a, b), pair_id) in enumerate(zip(pairs, pair_ids, strict=True), start=1):
         verdict = judge.compare(essays[a].hidden_quality, essays[b].hidden_quality)
-        with conn.transaction():
-            conn.execute(
-                "update cj_comparison_pairs set winner = %s, confidence = %s, "
-                "justification = %s, raw_llm_response = %s, completed_at = clock_timestamp(), "
-                "processing_metadata = (coalesce(processing_metadata::jsonb, '{}') || "
-                "jsonb_build_object('provider', %s::text, 'model', %s::text))::json "
-                "where id = %s",
-                (
-                    verdict.winner,
-                    verdict.confidence,
-                    verdict.justification,
-                    verdict.raw_response,
-                    JUDGE_PROVIDER,
-                    JUDGE_MODEL,
-                    pair_id,
-                ),
-            )
-            conn.execute(
-                "update cj_batch_states set completed_comparisons = completed_comparisons + 1, "
-                "last_activity_at = clock_timestamp(), partial_scoring_triggered = "
-                "partial_scoring_triggered or (completed_comparisons + 1) * 100 "
-                ">= completion_threshold_pct * total_comparisons where batch_id = %s",
-                (cj_batch_id,),
-            )
+        await session.execute(
+            verdict_sql,
+            {
+                "winner": verdict.winner,
+                "confidence": verdict.confidence,
+                "justification": verdict.justification,
+                "raw": verdict.raw_response,
+                "provider": JUDGE_PROVIDER,
+                "model": JUDGE_MODEL,
+                "id": pair_id,
+            },
+        )
+        await session.execute(counter_sql, {"id": cj_batch_id})
         if done % report_every == 0 or done == len(pairs):
             say(f"callbacks: {done}/{len(pairs)} comparisons judged")
 
 
-def _relay_events(database: Database, cj_batch_id: int, bos_batch_id: str) -> None:
+def finalize_batch(
+    database: Database, cj_batch_id: int, *, source: str = "cj-health eng5 execute"
+) -> FinalizationResult:
+    """Steps 4 and 5: `finalize_scoring`, then the relay's part. Also finishes a batch that a
+    stopped run left WAITING_CALLBACKS or SCORING (the finalizer completes it), or COMPLETED
+    with its events unpublished (the finalizer does nothing, the relay publishes them)."""
+    result = _finalize(database, cj_batch_id, source)
+    try:
+        _relay_events(database, cj_batch_id)
+    except (CjHealthError, psycopg.OperationalError) as exc:
+        raise CjHealthError(
+            f"CJ batch {cj_batch_id} is finalized but its events are not published "
+            f"({_first_line(exc)}); "
+            f"`cj-health eng5 finalize {cj_batch_id}` publishes them"
+        ) from None
+    return result
+
+
+def _relay_events(database: Database, cj_batch_id: int) -> None:
     """Publish the batch's outbox rows as production's relay does: set `published_at`."""
     with connect(database, autocommit=True) as conn:
         conn.execute(
-            "update event_outbox set published_at = now()"
-            " where published_at is null and aggregate_id in (%s, %s)",
-            (bos_batch_id, str(cj_batch_id)),
+            "update event_outbox o set published_at = now() from cj_batch_uploads u"
+            " where u.id = %s and o.published_at is null"
+            " and o.aggregate_id in (u.bos_batch_id, u.id::text)",
+            (cj_batch_id,),
         )
 
 
-def _finalize(database: Database, cj_batch_id: int) -> FinalizationResult:
+def _finalize(database: Database, cj_batch_id: int, source: str) -> FinalizationResult:
     try:
         return SyncBatchFinalizer(session_conninfo(database)).finalize_scoring(
-            cj_batch_id, source="cj-health eng5 execute"
+            cj_batch_id, source=source
         )
     except BatchNotFoundError as exc:
         raise BatchNotFound(str(exc)) from None
@@ -466,11 +512,17 @@ def _finalize(database: Database, cj_batch_id: int) -> FinalizationResult:
         raise Refused(str(exc)) from None
     except FinalizationError as exc:
         raise CjHealthError(str(exc)) from None
-    except psycopg.Error as exc:  # the batch stays in SCORING; a rerun of the finalizer ends it
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    except psycopg.Error as exc:  # the failing phase rolled back; a rerun of the finalizer ends it
         raise CjHealthError(
-            f"finalizing CJ batch {cj_batch_id} on {database.display} failed: {first_line}"
+            f"finalizing CJ batch {cj_batch_id} on {database.display} failed: "
+            f"{_first_line(exc)}; "
+            f"the batch is WAITING_CALLBACKS or SCORING with nothing else written, "
+            f"`cj-health eng5 finalize {cj_batch_id}` completes it"
         ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _read_outcome(database: Database, result: ExecuteResult, essays: list[GeneratedEssay]):

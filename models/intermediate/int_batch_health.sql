@@ -64,8 +64,11 @@ judged as (
             - interval '1 minute' * {{ cj_threshold('unpublished_after_minutes') }},
             false
         ) as has_events_unpublished,
+        {#- An ERROR_* upload is finished: the service's error path sets the status
+            wherever the state machine stood and sends its failure event. #}
         coalesce(
             cj_state in ('INITIALIZING', 'GENERATING_PAIRS', 'WAITING_CALLBACKS')
+            and not is_upload_error
             and minutes_since_activity > {{ cj_threshold('stalled_after_minutes') }},
             false
         ) as has_stalled,

@@ -26,6 +26,9 @@ RESULT_TOPIC = "huleedu.assessment.result.published.v1"
 RESOURCE_TOPIC = "huleedu.resource.consumption.v1"
 FAILED_TOPIC = "huleedu.cj_assessment.failed.v1"
 LETTER_GRADE_PATTERN = r"^([A-F][+-]?|U)$"
+# The batch monitor's failure event stores this envelope event_type instead of the topic (the
+# relay rebuilds the envelope from the event_type column, so consumers never see it).
+MONITOR_FAILED_EVENT_TYPE = "cj_assessment.failed.v1"
 
 
 def _now() -> datetime:
@@ -223,7 +226,9 @@ def validate_outbox_row(row: Mapping[str, Any]) -> None:
     problems = []
     if event_data.get("topic") != topic:
         problems.append("event_data has no top-level 'topic' equal to the topic column")
-    if envelope.event_type != topic:
+    if envelope.event_type != topic and not (
+        topic == FAILED_TOPIC and envelope.event_type == MONITOR_FAILED_EVENT_TYPE
+    ):
         problems.append(f"envelope event_type {envelope.event_type!r} is not the topic")
     if envelope.source_service != "cj_assessment_service":
         problems.append(f"source_service {envelope.source_service!r}")
