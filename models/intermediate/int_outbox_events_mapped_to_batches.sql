@@ -27,7 +27,7 @@ bos_keyed_events as (
         batch_events.*
     from uploads
     cross join lateral (
-        select * from events
+        select events.* from events
         where
             events.aggregate_id = uploads.bos_batch_id
             and events.event_kind in ('completion', 'resource', 'failure')
@@ -43,7 +43,7 @@ result_events as (
         batch_events.*
     from uploads
     cross join lateral (
-        select * from events
+        select events.* from events
         where
             events.aggregate_id = uploads.cj_batch_id::text
             and events.event_kind = 'result'

@@ -32,14 +32,14 @@ flag_read as (
         source.updated_at,
         flag.metadata_is_anchor_json
     from source
-    cross join lateral (
+    cross join lateral (  -- noqa: ST05
         select
             case
                 when strpos(source.processing_metadata::text, '"is_anchor"') > 0
                     then (source.processing_metadata -> 'is_anchor')::text
             end as metadata_is_anchor_json
         -- a fence for the planner (see above), not a limit
-        offset 0  -- noqa: AM09
+        offset 0  -- noqa: AM09, PRS
     ) as flag
 ),
 
