@@ -6,7 +6,7 @@ PG15_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export GX_ANALYTICS_ENABLED := false
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: install demo test lint test-embedded test-pg15 clean
+.PHONY: install demo test lint gx test-embedded test-pg15 clean
 
 install: $(VENV)/.installed
 
@@ -18,6 +18,12 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(BIN)/cj-health demo
+
+# Regenerate the GX context in great_expectations/ from the rules dbt compiles (no database
+# needed); commit the result. `make gx GX_VARS='{stuck_after_minutes: 10}'` bakes other
+# thresholds in. A test fails while the checked-in context differs from this.
+gx: install
+	$(BIN)/python -m cj_health.gx.context $(if $(GX_VARS),--vars '$(GX_VARS)')
 
 lint: install
 	$(BIN)/ruff check cj_health python_fix tests

@@ -28,9 +28,9 @@ from psycopg.rows import dict_row
 
 from cj_health.db import Database, connect, monitoring_schema, source_schema
 from cj_health.errors import BatchNotFound, CjHealthError
+from cj_health.monitoring_tables import ACKNOWLEDGEMENTS_TABLE as TABLE
+from cj_health.monitoring_tables import HEALTH_VIEW, PROBLEM_CODES_VIEW
 
-TABLE = "cj_batch_acknowledgements"
-HEALTH_VIEW = "cj_batch_health"
 COLUMNS = (
     "acknowledgement_id, cj_batch_id, problem_code, reason, acknowledged_by,"
     " acknowledged_at, expires_at, coalesce(expires_at > now(), true) as is_active"
@@ -93,15 +93,29 @@ def _require_table(conn: psycopg.Connection, database: Database) -> None:
             )
 
 
-def known_problem_codes() -> list[str]:
-    from cj_health.gx.invariants import problem_codes
-    from cj_health.paths import project_dir
+def known_problem_codes(database: Database) -> list[str]:
+    """The problem codes as dbt built them (the cj_problem_codes mart), worst first."""
+    with connect(database) as conn:
+        if conn.execute(
+            "select to_regclass(%s)",
+            (sql.Identifier(monitoring_schema(), PROBLEM_CODES_VIEW).as_string(conn),),
+        ).fetchone()[0] is None:
+            raise CjHealthError(
+                f"{database.display} lacks {monitoring_schema()}.{PROBLEM_CODES_VIEW};"
+                " run `cj-health build` first"
+            )
+        rows = conn.execute(
+            sql.SQL("select problem_code from {} order by severity_rank").format(
+                sql.Identifier(monitoring_schema(), PROBLEM_CODES_VIEW)
+            )
+        ).fetchall()
+    return [row[0] for row in rows]
 
-    return problem_codes(project_dir())
 
-
-def _check_codes(codes: list[str]) -> list[str]:
-    known = known_problem_codes()
+def _check_codes(database: Database, codes: list[str]) -> list[str]:
+    if not codes:
+        return []
+    known = known_problem_codes(database)
     unknown = [code for code in codes if code not in known]
     if unknown:
         raise CjHealthError(
@@ -189,7 +203,7 @@ def acknowledge(
 ) -> list[Acknowledgement]:
     """Accept `codes` of each batch (default: the codes each shows now) until `until`."""
     reason = _check_reason(reason)
-    codes = _check_codes(list(codes or []))
+    codes = _check_codes(database, list(codes or []))
     if not batch_ids:
         raise CjHealthError("name at least one CJ batch id (or use --before or --list)")
     _refresh(database)
@@ -257,7 +271,7 @@ def unacknowledge(database: Database, cj_batch_id: int, *, code: str | None = No
     """Remove the batch's acknowledgements (of `code` only, when given); the problems alert
     again at once. Returns how many were removed."""
     if code is not None:
-        _check_codes([code])
+        _check_codes(database, [code])
     with connect(database) as conn:
         _require_table(conn, database)
         _existing_batches(conn, [cj_batch_id])

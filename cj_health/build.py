@@ -17,7 +17,8 @@ changed (cj_health.batch_facts; `full=True` rebuilds every batch), then runs `RE
 MATERIALIZED VIEW CONCURRENTLY` on cj_batch_health and on cj_batch_health_refresh (its one-row
 refresh time), all in one transaction with psycopg (no dbt start-up), or a plain refresh when
 a view was never populated, with the session settings of dbt var `cj_refresh_settings` (JIT
-off, more work_mem) for that transaction only.
+off, more work_mem) for that transaction only, as the last dbt run resolved it
+(cj_health.settings).
 
 After each refresh (refresh's own, and dbt's in `build`), cj_health.history records a point
 in cj_health_history and brings cj_batch_incidents up to date.
@@ -38,10 +39,9 @@ from cj_health.db import Database, connect, monitoring_schema
 from cj_health.dbt_runner import DbtResult, dbt_work_dir, run_dbt
 from cj_health.errors import EXIT_OK, EXIT_PROBLEMS_FOUND, EXIT_USAGE, CjHealthError
 from cj_health.history import record_refresh
-from cj_health.paths import project_dir
+from cj_health.monitoring_tables import HEALTH_VIEW, REFRESH_VIEW
+from cj_health.settings import refresh_settings
 
-HEALTH_VIEW = "cj_batch_health"
-REFRESH_VIEW = "cj_batch_health_refresh"
 AUDIT_SCHEMA_SUFFIX = "_dbt_test__audit"
 BUILD_ARGS = ["build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
 
@@ -175,16 +175,6 @@ def build(
     return result
 
 
-def refresh_settings() -> dict[str, str]:
-    """The session settings for a refresh: dbt var `cj_refresh_settings` in dbt_project.yml,
-    which the dbt model's pre-hook applies too (one definition)."""
-    import yaml
-
-    project = yaml.safe_load((project_dir() / "dbt_project.yml").read_text())
-    settings = (project.get("vars") or {}).get("cj_refresh_settings") or {}
-    return {str(name): str(value) for name, value in settings.items()}
-
-
 def refresh(database: Database, *, full: bool = False) -> RefreshResult:
     """Refresh cj_batch_health; concurrently (readers never wait) once it has been populated.
     The stored facts are recomputed for the batches whose rows changed, or for every batch
@@ -227,7 +217,7 @@ def refresh_in_transaction(conn: psycopg.Connection, *, full: bool = False) -> F
     cj_batch_health_refresh.refreshed_at is the moment the verdicts were judged at."""
     schema = monitoring_schema()
     with conn.transaction():
-        for name, value in refresh_settings().items():
+        for name, value in refresh_settings(conn).items():
             conn.execute("select set_config(%s, %s, true)", (name, value))
         facts = update_batch_facts(conn, full=full)
         for relation in (HEALTH_VIEW, REFRESH_VIEW):

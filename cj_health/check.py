@@ -1,13 +1,13 @@
 """`cj-health check`: the Great Expectations checkpoint as a scheduled data check.
 
-`run_check(database)`:
-1. regenerates the GX context in great_expectations/ from the dbt project (so an edited
-   invariant reaches GX; unchanged rules rewrite nothing), cj_health.gx.context;
-2. makes sure the monitoring relations exist (else: "run `cj-health build` first", exit 2);
-3. refreshes `cj_batch_health` (REFRESH MATERIALIZED VIEW CONCURRENTLY: readers are never
+`run_check(database)` reads the checked-in GX context in great_expectations/ (generated from
+the rules dbt compiles by `make gx`, cj_health.gx.context) and writes only under
+great_expectations/uncommitted/ (Data Docs, validation results):
+1. makes sure the monitoring relations exist (else: "run `cj-health build` first", exit 2);
+2. refreshes `cj_batch_health` (REFRESH MATERIALIZED VIEW CONCURRENTLY: readers are never
    blocked) so the view's rules judge the data as it is now (`refresh=False` skips this);
-4. runs the checkpoint `cj_health`, which validates every suite and updates the Data Docs;
-5. returns a CheckReport: each rule's status and failing batches, and the Data Docs path.
+3. runs the checkpoint `cj_health`, which validates every suite and updates the Data Docs;
+4. returns a CheckReport: each rule's status and failing batches, and the Data Docs path.
 
 Exit codes: 0 when every rule holds, 1 when any fails, 2 (CjHealthError) when the check
 itself cannot run: database unreachable, models not built, a rule naming a missing
@@ -34,7 +34,6 @@ class CheckReport:
     success: bool
     rules: list[RuleResult]
     data_docs_path: Path
-    regenerated: list[str]
 
     @property
     def exit_code(self) -> int:
@@ -50,7 +49,6 @@ class CheckReport:
             "rules": [rule.as_dict() for rule in self.rules],
             "failing_batches": self.failing_batches,
             "data_docs": str(self.data_docs_path),
-            "regenerated": self.regenerated,
         }
 
     def to_json(self) -> str:
@@ -62,10 +60,6 @@ class CheckReport:
         width = max([len("rule"), *(len(row[0]) for row in rows)])
         lines = [f"{'rule'.ljust(width)}  status  failing batches"]
         lines += [f"{name.ljust(width)}  {status:<6}  {batches}" for name, status, batches in rows]
-        if self.regenerated:
-            lines.append(
-                f"(GX context regenerated from the dbt project: {', '.join(self.regenerated)})"
-            )
         failed = sum(not rule.success for rule in self.rules)
         verdict = "all rules hold" if self.success else f"{failed} of {len(self.rules)} rules FAIL"
         lines.append(f"{verdict}; Data Docs: {self.data_docs_path}")
@@ -87,17 +81,13 @@ def run_check(
     *,
     refresh: bool = True,
     context_root: Path | None = None,
-    regenerate: bool = True,
 ) -> CheckReport:
     """Run the data checks (see the module docstring)."""
     root = context_root or gx_context.default_root()
-    regenerated: list[str] = []
-    if regenerate:
-        regenerated = gx_context.write(root, gx_context.generate())
     require_relations(database, gx_context.asset_tables(root))
     if refresh:
         from cj_health.build import refresh as refresh_health_view
 
         refresh_health_view(database)
     outcome = run_checkpoint(database, root)
-    return CheckReport(outcome.success, outcome.rules, outcome.data_docs_index, regenerated)
+    return CheckReport(outcome.success, outcome.rules, outcome.data_docs_index)

@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 
 from cj_health.db import Database, connect, monitoring_schema
 from cj_health.errors import CjHealthError
+from cj_health.monitoring_tables import HEALTH_VIEW
 from cj_health.paths import project_dir
 
 HEALTH_COLUMNS = (
@@ -51,10 +52,10 @@ def run_demo(database: Database, say: Say = print) -> DemoResult:
     from cj_health.build import build
     from cj_health.check import run_check
     from cj_health.eng5.anchors import register_anchors
+    from cj_health.eng5.replay import replay_batch20
     from cj_health.eng5.reset import reset
     from cj_health.eng5.runner import execute_batch
     from cj_health.inspect import load_report, render_text
-    from cj_health.replay import replay_batch20
     from cj_health.schema import init_schema
 
     say(f"cj-health demo on {database.display}")
@@ -114,7 +115,7 @@ def run_demo(database: Database, say: Say = print) -> DemoResult:
 def health_rows(database: Database) -> list[dict]:
     query = sql.SQL("select {} from {} order by cj_batch_id").format(
         sql.SQL(", ").join(sql.Identifier(c) for c in HEALTH_COLUMNS),
-        sql.Identifier(monitoring_schema(), "cj_batch_health"),
+        sql.Identifier(monitoring_schema(), HEALTH_VIEW),
     )
     with connect(database) as conn:
         conn.row_factory = dict_row

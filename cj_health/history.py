@@ -38,7 +38,7 @@ from cj_health.monitoring_tables import (
     qualified,
     relation_exists,
 )
-from cj_health.project_vars import retention_days
+from cj_health.settings import retention_days
 
 
 @dataclass(frozen=True)
@@ -245,16 +245,22 @@ def _copy_acknowledgements(conn: psycopg.Connection, seen_at: datetime) -> None:
     )
 
 
+# table, the time its rows age by, the retention setting (cleared incidents only: an open
+# incident has no cleared_at and is kept however old).
+_RETENTION = (
+    (HISTORY_TABLE, "refreshed_at", "history_retention_days"),
+    (INCIDENTS_TABLE, "cleared_at", "incident_retention_days"),
+)
+
+
 def _prune(conn: psycopg.Connection) -> None:
-    conn.execute(
-        sql.SQL("delete from {} where refreshed_at < now() - make_interval(days => %s)").format(
-            qualified(HISTORY_TABLE)
-        ),
-        (retention_days("history_retention_days"),),
-    )
-    conn.execute(
-        sql.SQL("delete from {} where cleared_at < now() - make_interval(days => %s)").format(
-            qualified(INCIDENTS_TABLE)
-        ),
-        (retention_days("incident_retention_days"),),
-    )
+    for table, column, setting in _RETENTION:
+        days = retention_days(conn, setting)
+        if days is None:
+            continue
+        conn.execute(
+            sql.SQL("delete from {} where {} < now() - make_interval(days => %s)").format(
+                qualified(table), sql.Identifier(column)
+            ),
+            (days,),
+        )

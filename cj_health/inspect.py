@@ -1,8 +1,16 @@
 """`cj-health inspect`: one batch's facts, laid out like the Batch 20 incident report.
 
-Facts come straight from the CJ service tables (parameterised queries), so inspect works even
-when the monitoring views are missing or stale; the verdict comes from `cj_batch_health`.
-No essay text is read.
+The facts and the verdict come from the dbt relations, so inspect and the health view count
+the same way (the same anchor flag parsing, the same student and projection rules):
+- the batch's counts from `int_batch_facts`, a plain view over the staging views: current
+  even between refreshes of the health view;
+- the detail the views aggregate away: the comparison budget (`stg_cj__batch_states`),
+  projections per grade (`int_essays_joined_to_projections`) and the outbox events matched to
+  the batch (`int_outbox_events_mapped_to_batches`, with their `event_type`);
+- the verdict from `cj_batch_health` as of its last refresh.
+Only whether the batch exists is read from the service table itself, so an unknown id says
+so (exit 4) before anything asks for the monitoring to be built (exit 2). All queries are
+parameterised; no essay text is read.
 """
 
 from __future__ import annotations
@@ -12,63 +20,57 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
 from cj_health.db import Database, connect, monitoring_schema, source_schema
 from cj_health.errors import BatchNotFound, CjHealthError
-from cj_health.monitoring_tables import REFRESH_VIEW
+from cj_health.monitoring_tables import (
+    BATCH_FACTS_VIEW,
+    HEALTH_VIEW,
+    REFRESH_VIEW,
+    relation_exists,
+)
 
 MAX_INT4 = 2_147_483_647
+STATES_VIEW = "stg_cj__batch_states"
+ESSAY_PROJECTIONS_VIEW = "int_essays_joined_to_projections"
+EVENTS_VIEW = "int_outbox_events_mapped_to_batches"
+OUTBOX_VIEW = "stg_cj__event_outbox"
+READ_RELATIONS = (BATCH_FACTS_VIEW, STATES_VIEW, ESSAY_PROJECTIONS_VIEW, EVENTS_VIEW, OUTBOX_VIEW)
 
-BATCH_SQL = """
-select u.id as cj_batch_id, u.bos_batch_id, u.event_correlation_id, u.assignment_id,
-       u.course_code, u.language, u.expected_essay_count, u.status::text as upload_status,
-       s.state::text as cj_state, s.total_budget, s.total_comparisons,
-       s.submitted_comparisons, s.completed_comparisons, s.failed_comparisons,
-       s.partial_scoring_triggered, s.current_iteration,
-       u.created_at, u.updated_at, u.completed_at, s.last_activity_at
-from cj_batch_uploads u
-left join cj_batch_states s on s.batch_id = u.id
-where u.id = %(id)s
+FACTS_SQL = """
+select facts.*, states.total_budget
+from {facts} as facts
+left join {states} as states on facts.cj_batch_id = states.cj_batch_id
+where facts.cj_batch_id = %(id)s
 """
 
-ESSAYS_SQL = """
-select count(*) as total,
-       count(*) filter (where is_anchor) as anchors_by_flag,
-       count(*) filter (where lower(processing_metadata->>'is_anchor') = 'true')
-           as anchors_by_metadata,
-       count(*) filter (
-           where is_anchor is distinct from (lower(processing_metadata->>'is_anchor') = 'true')
-             and processing_metadata->>'is_anchor' is not null) as flag_mismatches,
-       count(*) filter (where current_bt_score is not null) as scored
-from cj_processed_essays where cj_batch_id = %(id)s
-"""
-
-PAIRS_SQL = """
-select count(*) as total,
-       count(*) filter (where winner in ('essay_a', 'essay_b')) as completed,
-       count(*) filter (where winner = 'error') as errored,
-       count(*) filter (where winner is null) as pending
-from cj_comparison_pairs where cj_batch_id = %(id)s
-"""
-
-PROJECTIONS_SQL = """
-select p.primary_grade, count(*) as n, count(*) filter (where e.is_anchor) as on_anchors,
-       count(*) filter (where e.cj_batch_id is distinct from p.cj_batch_id) as misattributed
-from grade_projections p
-left join cj_processed_essays e on e.els_essay_id = p.els_essay_id
-where p.cj_batch_id = %(id)s
-group by p.primary_grade order by p.primary_grade
+GRADES_SQL = """
+select primary_grade, count(*) as n
+from {essay_projections}
+where cj_batch_id = %(id)s and has_projection
+group by primary_grade
+order by primary_grade
 """
 
 EVENTS_SQL = """
-select topic, event_type, aggregate_type, aggregate_id,
-       event_data->>'correlation_id' as correlation_id, created_at, published_at
-from event_outbox
-where (aggregate_type in ('cj_batch', 'resource_consumption') and aggregate_id = %(bos)s)
-   or (aggregate_type = 'assessment_result' and aggregate_id = %(id_text)s)
-order by created_at, topic
+select events.topic, outbox.event_type, events.aggregate_type, events.aggregate_id,
+       events.correlation_id, events.is_correlation_mismatch, events.created_at,
+       events.published_at
+from {events} as events
+inner join {outbox} as outbox on events.outbox_event_id = outbox.outbox_event_id
+where events.cj_batch_id = %(id)s
+order by events.created_at, events.topic, events.outbox_event_id
+"""
+
+HEALTH_SQL = """
+select health.health_status, health.issues, health.acknowledged_issues, health.is_alerting,
+       refresh.refreshed_at
+from {health} as health
+left join {refresh} as refresh on true
+where health.cj_batch_id = %(id)s
 """
 
 
@@ -76,45 +78,53 @@ order by created_at, topic
 class BatchReport:
     """Everything inspect shows; `as_dict()` is the stable --json form."""
 
-    batch: dict[str, Any]
-    essays: dict[str, Any]
-    pairs: dict[str, Any]
-    projections: list[dict[str, Any]]
+    facts: dict[str, Any]
+    grades: list[dict[str, Any]]
     events: list[dict[str, Any]]
     health: dict[str, Any] | None
 
     def as_dict(self) -> dict[str, Any]:
-        b = self.batch
+        f = self.facts
         return {
-            "cj_batch_id": b["cj_batch_id"],
-            "bos_batch_id": b["bos_batch_id"],
-            "assignment_id": b["assignment_id"],
-            "course_code": b["course_code"],
-            "expected_essay_count": b["expected_essay_count"],
-            "upload_status": b["upload_status"],
-            "cj_state": b["cj_state"],
+            "cj_batch_id": f["cj_batch_id"],
+            "bos_batch_id": f["bos_batch_id"],
+            "assignment_id": f["assignment_id"],
+            "course_code": f["course_code"],
+            "grade_scale": f["grade_scale"],
+            "expected_essay_count": f["expected_essay_count"],
+            "upload_status": f["upload_status"],
+            "cj_state": f["cj_state"],
             "comparisons": {
-                "total_budget": b["total_budget"],
-                "total_comparisons": b["total_comparisons"],
-                "submitted": b["submitted_comparisons"],
-                "completed": b["completed_comparisons"],
-                "failed": b["failed_comparisons"],
-                "partial_scoring_triggered": b["partial_scoring_triggered"],
+                "total_budget": f["total_budget"],
+                "total_comparisons": f["total_comparisons"],
+                "submitted": f["comparisons_submitted"],
+                "completed": f["comparisons_completed"],
+                "failed": f["comparisons_failed"],
+                "partial_scoring_triggered": f["partial_scoring_triggered"],
             },
-            "pairs": dict(self.pairs),
+            "pairs": {
+                "total": f["pair_count"],
+                "completed": f["pairs_completed"],
+                "errored": f["pairs_errored"],
+                "pending": f["pairs_pending"],
+            },
             "essays": {
-                "total": self.essays["total"],
-                "students": self.essays["total"] - self.essays["anchors_by_flag"],
-                "anchors_by_flag": self.essays["anchors_by_flag"],
-                "anchors_by_metadata": self.essays["anchors_by_metadata"],
-                "anchor_flag_mismatches": self.essays["flag_mismatches"],
-                "scored": self.essays["scored"],
+                "total": f["essay_count"],
+                "students": f["student_count"],
+                "anchors_by_flag": f["anchor_count"],
+                "anchors_by_metadata": f["metadata_anchor_count"],
+                "anchor_flag_mismatches": f["anchor_flag_mismatch_count"],
+                "invalid_anchor_metadata": f["invalid_anchor_metadata_count"],
+                "registered_anchors": f["registered_anchor_count"],
+                "scored_students": f["scored_student_count"],
             },
             "projections": {
-                "count": sum(p["n"] for p in self.projections),
-                "on_anchors": sum(p["on_anchors"] for p in self.projections),
-                "misattributed": sum(p["misattributed"] for p in self.projections),
-                "by_grade": {p["primary_grade"]: p["n"] for p in self.projections},
+                "count": f["projection_count"],
+                "on_anchors": f["anchor_projection_count"],
+                "misattributed": f["misattributed_projection_count"],
+                "students_without": f["students_without_projection_count"],
+                "invalid": f["invalid_projection_count"],
+                "by_grade": {g["primary_grade"]: g["n"] for g in self.grades},
             },
             "events": [
                 {
@@ -123,18 +133,17 @@ class BatchReport:
                     "aggregate_type": e["aggregate_type"],
                     "aggregate_id": e["aggregate_id"],
                     "correlation_id": e["correlation_id"],
-                    "correlation_matches_upload": e["correlation_id"]
-                    == b["event_correlation_id"],
+                    "correlation_matches_upload": not e["is_correlation_mismatch"],
                     "published": e["published_at"] is not None,
                 }
                 for e in self.events
             ],
             "health": self.health,
             "timestamps": {
-                "created_at": _iso(b["created_at"]),
-                "updated_at": _iso(b["updated_at"]),
-                "completed_at": _iso(b["completed_at"]),
-                "last_activity_at": _iso(b["last_activity_at"]),
+                "created_at": _iso(f["created_at"]),
+                "updated_at": _iso(f["updated_at"]),
+                "completed_at": _iso(f["completed_at"]),
+                "last_activity_at": _iso(f["last_activity_at"]),
             },
         }
 
@@ -153,50 +162,65 @@ def parse_batch_id(raw: str) -> int:
 
 
 def load_report(database: Database, cj_batch_id: int) -> BatchReport:
-    params = {"id": cj_batch_id, "id_text": str(cj_batch_id)}
+    params = {"id": cj_batch_id}
     with connect(database) as conn:
         conn.row_factory = dict_row
-        schema = source_schema()
-        conn.execute(sql.SQL("set search_path to {}").format(sql.Identifier(schema)))
-        if conn.execute("select to_regclass('cj_batch_uploads')").fetchone()["to_regclass"] is None:
+        _require_batch(conn, database, cj_batch_id)
+        missing = [name for name in READ_RELATIONS if not relation_exists(conn, name)]
+        if missing:
             raise CjHealthError(
-                f"{database.display} has no CJ service tables in schema {schema}"
-                " (CJ_SOURCE_SCHEMA); set it to the service's schema"
+                f"{database.display} lacks {monitoring_schema()}.{missing[0]}: the dbt models "
+                "are not built there; run `cj-health build` first"
             )
-        batch = conn.execute(BATCH_SQL, params).fetchone()
-        if batch is None:
+        names = {
+            "facts": BATCH_FACTS_VIEW, "states": STATES_VIEW,
+            "essay_projections": ESSAY_PROJECTIONS_VIEW, "events": EVENTS_VIEW,
+            "outbox": OUTBOX_VIEW, "health": HEALTH_VIEW, "refresh": REFRESH_VIEW,
+        }
+        relations = {key: sql.Identifier(monitoring_schema(), name) for key, name in names.items()}
+        facts = conn.execute(_sql(FACTS_SQL, relations), params).fetchone()
+        if facts is None:
             raise BatchNotFound(f"no CJ batch {cj_batch_id}")
-        params["bos"] = batch["bos_batch_id"]
-        essays = conn.execute(ESSAYS_SQL, params).fetchone()
-        pairs = conn.execute(PAIRS_SQL, params).fetchone()
-        projections = conn.execute(PROJECTIONS_SQL, params).fetchall()
-        events = conn.execute(EVENTS_SQL, params).fetchall()
-        health = _health(conn, cj_batch_id)
-    return BatchReport(batch, essays, pairs, projections, events, health)
+        grades = conn.execute(_sql(GRADES_SQL, relations), params).fetchall()
+        events = conn.execute(_sql(EVENTS_SQL, relations), params).fetchall()
+        health = _health(conn, relations, params)
+    return BatchReport(facts, grades, events, health)
 
 
-def _health(conn, cj_batch_id: int) -> dict[str, Any] | None:
-    view = sql.Identifier(monitoring_schema(), "cj_batch_health")
-    exists = conn.execute(
-        "select to_regclass(%s) is not null as ok",
-        (f'"{monitoring_schema()}"."cj_batch_health"',),
+def _sql(text: str, relations: dict[str, sql.Identifier]) -> sql.Composed:
+    return sql.SQL(text).format(**{k: v for k, v in relations.items() if "{" + k + "}" in text})
+
+
+def _require_batch(conn: psycopg.Connection, database: Database, cj_batch_id: int) -> None:
+    """BatchNotFound unless the service's upload table holds the batch."""
+    uploads = sql.Identifier(source_schema(), "cj_batch_uploads")
+    if conn.execute(
+        "select to_regclass(%s) is not null as ok", (uploads.as_string(conn),)
+    ).fetchone()["ok"] is False:
+        raise CjHealthError(
+            f"{database.display} has no CJ service tables in schema {source_schema()}"
+            " (CJ_SOURCE_SCHEMA); set it to the service's schema"
+        )
+    found = conn.execute(
+        sql.SQL("select 1 from {} where id = %s").format(uploads), (cj_batch_id,)
     ).fetchone()
-    if not exists["ok"]:
+    if found is None:
+        raise BatchNotFound(f"no CJ batch {cj_batch_id}")
+
+
+def _health(
+    conn: psycopg.Connection, relations: dict[str, sql.Identifier], params: dict[str, Any]
+) -> dict[str, Any] | None:
+    if not (relation_exists(conn, HEALTH_VIEW) and relation_exists(conn, REFRESH_VIEW)):
         return None
-    row = conn.execute(
-        sql.SQL(
-            "select health.health_status, health.issues, health.is_alerting,"
-            " refresh.refreshed_at from {} as health"
-            " left join {} as refresh on true where health.cj_batch_id = %s"
-        ).format(view, sql.Identifier(monitoring_schema(), REFRESH_VIEW)),
-        (cj_batch_id,),
-    ).fetchone()
+    row = conn.execute(_sql(HEALTH_SQL, relations), params).fetchone()
     if row is None:
-        return {"status": "NOT_IN_VIEW_YET", "issues": [], "is_alerting": None,
-                "refreshed_at": None}
+        return {"status": "NOT_IN_VIEW_YET", "issues": [], "acknowledged_issues": [],
+                "is_alerting": None, "refreshed_at": None}
     return {
         "status": row["health_status"],
         "issues": list(row["issues"] or []),
+        "acknowledged_issues": list(row["acknowledged_issues"] or []),
         "is_alerting": row["is_alerting"],
         "refreshed_at": _iso(row["refreshed_at"]),
     }
@@ -218,12 +242,14 @@ def render_text(report: dict[str, Any]) -> str:
         f" {p['errored']} errored, {p['pending']} pending",
         f"  essays             {e['total']} rows"
         f" (expected essay count {report['expected_essay_count']}):"
-        f" {e['anchors_by_flag']} anchors by is_anchor column,"
-        f" {e['anchors_by_metadata']} by metadata, {e['anchor_flag_mismatches']} mismatched",
+        f" {e['students']} students; {e['anchors_by_flag']} anchors by is_anchor column,"
+        f" {e['anchors_by_metadata']} by metadata, {e['anchor_flag_mismatches']} mismatched"
+        + (f", {e['invalid_anchor_metadata']} unreadable" if e["invalid_anchor_metadata"] else ""),
         f"  grade projections  {pr['count']}"
         + (f" ({', '.join(f'{g}: {n}' for g, n in pr['by_grade'].items())})" if pr["count"] else "")
         + (f"; {pr['on_anchors']} on anchors" if pr["on_anchors"] else "")
-        + (f"; {pr['misattributed']} misattributed" if pr["misattributed"] else ""),
+        + (f"; {pr['misattributed']} misattributed" if pr["misattributed"] else "")
+        + (f"; {pr['students_without']} students without one" if pr["students_without"] else ""),
         f"  outbox events      {len(report['events'])}",
     ]
     for event in report["events"]:

@@ -1,5 +1,6 @@
-"""The monitoring's own tables (created by the dbt hook in macros/monitoring_tables.sql):
-their names, and whether a database has them yet."""
+"""The relations of the monitoring schema, one constant per name, and whether a database has
+them yet: the dbt models the tool reads, and the monitoring's own tables (created by the dbt
+hook in macros/monitoring_tables.sql)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,14 @@ RUNS_TABLE = "cj_monitoring_runs"
 MONITORING_TABLES = (HISTORY_TABLE, INCIDENTS_TABLE, RUNS_TABLE)
 ACKNOWLEDGEMENTS_TABLE = "cj_batch_acknowledgements"
 HEALTH_VIEW = "cj_batch_health"
+ALERTS_VIEW = "cj_batch_alerts"
 # One row: when cj_batch_health was last refreshed (kept once, not on every health row).
 REFRESH_VIEW = "cj_batch_health_refresh"
 PROBLEM_CODES_VIEW = "cj_problem_codes"
+# The per-batch facts the health view judges (a plain view: current between refreshes).
+BATCH_FACTS_VIEW = "int_batch_facts"
+# The settings cj-health applies outside dbt, as dbt resolved its vars (cj_health.settings).
+SETTINGS_VIEW = "int_monitoring_settings"
 
 
 def qualified(relation: str) -> sql.Composed:

@@ -25,7 +25,7 @@ from psycopg.types.json import Jsonb
 from cj_health.db import Database, connect, monitoring_schema
 from cj_health.errors import EXIT_OK, EXIT_USAGE, CjHealthError, DatabaseUnavailable
 from cj_health.monitoring_tables import RUNS_TABLE, relation_exists
-from cj_health.project_vars import retention_days
+from cj_health.settings import retention_days
 
 RECORDED_COMMANDS = ("refresh", "build", "check")
 # The documented schedule (docs/scheduling.md); the Grafana dead man's switch fires when the
@@ -91,12 +91,14 @@ def write_run(database: Database, run: Run, finished_at: datetime | None = None)
                     ).format(table),
                     (run.command, run.started_at, finished, run.exit_code, Jsonb(run.summary)),
                 )
-                conn.execute(
-                    sql.SQL(
-                        "delete from {} where finished_at < now() - make_interval(days => %s)"
-                    ).format(table),
-                    (retention_days("run_retention_days"),),
-                )
+                days = retention_days(conn, "run_retention_days")
+                if days is not None:
+                    conn.execute(
+                        sql.SQL(
+                            "delete from {} where finished_at < now() - make_interval(days => %s)"
+                        ).format(table),
+                        (days,),
+                    )
     except DatabaseUnavailable:
         return False  # the command has already said so
     except psycopg.Error as exc:

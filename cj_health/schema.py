@@ -32,6 +32,14 @@ SERVICE_TABLES = (
 )
 
 
+# Checksums of earlier texts of a migration whose edits since touched comments only, so a
+# database that applied the earlier text is still up to date.
+COMMENT_ONLY_EDITS: dict[str, tuple[str, ...]] = {
+    # 0001's header comment was reworded.
+    "0001": ("15a042409914f75bd3a40bd19078b5bc3cb472c553d69316335e3b986a19e41b",),
+}
+
+
 @dataclass(frozen=True)
 class Migration:
     version: str
@@ -41,6 +49,11 @@ class Migration:
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.sql_text.encode()).hexdigest()
+
+    @property
+    def accepted_checksums(self) -> set[str]:
+        """This text's checksum and those of earlier texts that differ only in comments."""
+        return {self.checksum, *COMMENT_ONLY_EDITS.get(self.version, ())}
 
 
 @dataclass
@@ -98,7 +111,7 @@ def apply_migrations(conn: psycopg.Connection) -> InitResult:
     }
     for migration in load_migrations():
         if migration.version in applied:
-            if applied[migration.version] != migration.checksum:
+            if applied[migration.version] not in migration.accepted_checksums:
                 raise CjHealthError(
                     f"migration {migration.version}_{migration.name} was changed after it "
                     "was applied; write a new migration instead"
@@ -122,3 +135,13 @@ def table_exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
         (schema, table),
     ).fetchone()
     return row is not None
+
+
+def require_service_schema(conn: psycopg.Connection, database: Database) -> None:
+    """Fail with one line when the connection's search_path holds no CJ service tables."""
+    if conn.execute("select to_regclass('cj_batch_uploads')").fetchone()[0] is None:
+        raise CjHealthError(
+            f"{database.display} has no CJ service tables in schema {source_schema()} "
+            "(CJ_SOURCE_SCHEMA); run `cj-health db init` first, or set it to the service's "
+            "schema"
+        )

@@ -67,3 +67,15 @@ on {{ schema }}.cj_monitoring_runs (command, finished_at desc);
     grant select on {{ schema }}.{{ table }} to {{ monitoring_reader_role() }};
 {% endfor -%}
 {%- endmacro %}
+
+
+{#- A retention var (`history_retention_days`, ...): a whole number of days, at least 1, else
+    the run stops at compile time. -#}
+{% macro cj_retention_days(name) %}
+    {%- set value = var(name) -%}
+    {%- if value is not number or value is boolean or value != value | int or value < 1 -%}
+        {{ exceptions.raise_compiler_error(
+            "var " ~ name ~ " must be a whole number of days, at least 1, got " ~ value) }}
+    {%- endif -%}
+    {{- return(value | int) -}}
+{% endmacro %}

@@ -1,5 +1,4 @@
-"""Bradley–Terry scores and grade projection, following production's method
-(../shared/cj-domain.md, "Scoring and projection as production does it").
+"""Bradley–Terry scores and grade projection, following production's method.
 
 BT: `choix.ilsr_pairwise(n, pairs, alpha=0.01)` over (winner, loser) index pairs, centred to
 mean 0. Standard errors from the Fisher information (p(1-p) per comparison) with one reference
@@ -8,7 +7,7 @@ the reference is the essay scored closest to the centre (0), ties to the best-co
 gets the median SE of the others instead. (A reference picked by connection alone fell on an
 arbitrary essay when every essay had as many comparisons, i.e. by essay id order: an extreme
 essay as reference inflated every SE, and the same seed gave a scale separation reliability of
-0.66 or 0.86 by chance. Edit by helper-3, measured on ENG5 batches.)
+0.66 or 0.86 by chance, measured on ENG5 batches.)
 
 Projection: per grade, the mean of its anchors' BT scores, blended toward an even spread (a
 straight line fitted through all anchors by grade index) when the grade has fewer than 3

@@ -1,11 +1,11 @@
 """A synthetic CJ service database of N batches, generated set-wise in SQL.
 
-Shape (issue 8): 10 to 40 essays per batch, a quarter of them anchors (ENG5 anchors of the
+Shape: 10 to 40 essays per batch, a quarter of them anchors (ENG5 anchors of the
 batch's assignment), about 5 comparisons per essay (2.5 comparison pairs per essay), BT scores,
 grade projections and the two published outbox events for completed batches. Each batch draws a
 *profile*: most are healthy (completed, waiting for callbacks, initialising, failed); 3 % carry a
-fault from the catalogue (cj_health.faults), expressed set-wise and named as there (the Batch 20
-wedge, a scoring wedge, anchor flags lost, an anchor projected, an event missing, ...).
+fault from the catalogue (cj_health.eng5.faults), expressed set-wise and named as there (the
+Batch 20 wedge, a scoring wedge, anchor flags lost, an anchor projected, an event missing, ...).
 
 Every value is a deterministic hash of the batch id, so the same N gives the same database. The
 rows go in with `insert ... select` over `generate_series`, a chunk of batches per transaction,
@@ -30,7 +30,7 @@ from python_fix.events import COMPLETED_TOPIC, RESOURCE_TOPIC, RESULT_EVENT_TYPE
 DEFAULT_CHUNK_BATCHES = 2000
 ASSIGNMENTS = 20
 GRADE_SCALE = "eng5_np_legacy_9_step"
-# The 12 ENG5 anchors, lowest to highest (../shared/cj-domain.md, "The ENG5 data set").
+# The grades of the 12 ENG5 anchors, lowest to highest (as in cj_health.eng5.anchors).
 ANCHOR_GRADES = ("F+", "F+", "E-", "E+", "D-", "D+", "C-", "C+", "B", "B", "A", "A")
 # Student grades by hidden quality, lowest first: `F` is below the lowest anchor.
 STUDENT_GRADES = ("F", "F+", "E-", "E+", "D-", "D+", "C-", "C+", "B", "A")
@@ -43,7 +43,7 @@ ProgressFn = Callable[[int, int], None]
 @dataclass(frozen=True)
 class Profile:
     """What a batch looks like: its status, state, progress and which rows it has. A faulty
-    profile is named after the fault in cj_health.faults.FAULTS that it reproduces."""
+    profile is named after the fault in cj_health.eng5.faults.FAULTS that it reproduces."""
 
     name: str
     per_mille: int  # share of generated batches; 0: only when asked for by name
@@ -83,7 +83,7 @@ PROFILES: tuple[Profile, ...] = (
         "failed", 30, "ERROR_PROCESSING", "FAILED", completed=False, done_share=0.3,
         scored=False, projections="none", events="none",
     ),
-    # Faults (3 %), as cj_health.faults breaks a completed batch, expressed set-wise.
+    # Faults (3 %), as cj_health.eng5.faults breaks a completed batch, expressed set-wise.
     Profile(
         "batch20_wedge", 5, "COMPLETE_STABLE", "WAITING_CALLBACKS", fault=True,
         completed=False, projections="none", events="none", idle_minutes=60,

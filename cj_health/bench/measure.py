@@ -31,9 +31,8 @@ from psycopg import sql
 from cj_health.db import DEFAULT_MONITORING_SCHEMA, Database, connect, monitoring_schema
 from cj_health.db import source_schema as source_schema_name
 from cj_health.errors import CjHealthError
+from cj_health.monitoring_tables import HEALTH_VIEW
 
-HEALTH_VIEW = "cj_batch_health"
-ALERTS_VIEW = "cj_batch_alerts"
 STUCK_RULE_UID = "cj-stuck-finalization"
 READER_SQL = "select count(*) from {} where is_alerting"
 FIT_REPEAT = 3
@@ -146,9 +145,9 @@ def timed_refresh(conn: psycopg.Connection, *, full: bool) -> float:
 def apply_refresh_settings(conn: psycopg.Connection) -> dict[str, str]:
     """The session settings `cj-health refresh` runs the refresh with (cj_health.build:
     dbt var `cj_refresh_settings`, e.g. JIT off and a larger work_mem), for this session."""
-    from cj_health.build import refresh_settings
+    from cj_health.settings import refresh_settings
 
-    settings = refresh_settings()
+    settings = refresh_settings(conn)
     for name, value in settings.items():
         conn.execute("select set_config(%s, %s, false)", (name, value))
     return settings
@@ -271,7 +270,7 @@ def steady_refresh(database: Database, repeat: int, faulty: list[int]) -> Steady
 
 def stuck_alert_query() -> tuple[str, str]:
     """The SQL that Grafana's stuck-finalization rule runs, macros expanded: (source, sql)."""
-    from cj_health import grafana_sql
+    from cj_health.bench import grafana_sql
 
     path = grafana_sql.alert_rules_path()
     if not path.exists():

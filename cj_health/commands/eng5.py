@@ -1,7 +1,6 @@
-"""`cj-health eng5 reset|register-anchors|execute`: the ENG5 dev runner (cj_health.eng5).
-
-`replay-incident` (the fault catalogue, cj_health.faults) registers its parser in
-`register()` below, at the marked hook; its handler lives in its own function in this file.
+"""`cj-health eng5 reset|register-anchors|execute|finalize|replay-incident`: the ENG5 dev data
+(cj_health.eng5): the runner, and a batch broken like a fault of the catalogue
+(cj_health.eng5.faults, cj_health.eng5.replay).
 """
 
 from __future__ import annotations
@@ -80,7 +79,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     finalize.add_argument("cj_batch_id", metavar="CJ_BATCH_ID")
     finalize.set_defaults(handler=cmd_finalize)
 
-    # Hook: `replay-incident [FAULT]` (cj_health.faults) adds its parser to `actions` here.
     register_replay_incident(actions)
 
 
@@ -142,14 +140,14 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- replay-incident (helper-3: cj_health.faults, cj_health.replay) ---------------------
+# --- replay-incident: the fault catalogue and its replay ----------------------------------
 
 def register_replay_incident(actions: argparse._SubParsersAction) -> None:
-    from cj_health.faults import FAULTS  # plain SQL functions: cheap to import
+    from cj_health.eng5.faults import FAULTS  # plain SQL functions: cheap to import
     replay = actions.add_parser(
         "replay-incident",
         help="add a batch broken the way a catalogued fault breaks it (default: Batch 20)",
-        description="Add one batch broken like a fault of the catalogue (cj_health.faults), "
+        description="Add one batch broken like a fault of the catalogue (cj_health.eng5.faults), "
         "so the monitoring fires. The default, batch20_wedge, replays the Batch 20 incident "
         "with its counts: COMPLETE_STABLE + WAITING_CALLBACKS, 5/5 comparisons, no "
         "projections, 18 essays of which 15 anchors by metadata with every is_anchor false. "
@@ -166,7 +164,7 @@ def register_replay_incident(actions: argparse._SubParsersAction) -> None:
 
 
 def cmd_replay_incident(args: argparse.Namespace) -> int:
-    from cj_health.replay import replay_incident
+    from cj_health.eng5.replay import replay_incident
 
     target = dev_only(resolve_target(), "replay an incident in")
     result = replay_incident(target.database, args.fault, seed=args.seed)

@@ -1,3 +1,3 @@
 """The ENG5 runner: dev-environment anchors, generated essays, a mock LLM judge, and the
 `cj-health eng5 reset|register-anchors|execute` workflow that creates real CJ batches through
-`python_fix` (issue 6, "ENG5 runner")."""
+`python_fix`."""

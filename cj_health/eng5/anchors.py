@@ -1,4 +1,4 @@
-"""The 12 ENG5 anchor references and the dev environment's ids (../shared/cj-domain.md)."""
+"""The 12 ENG5 anchor references and the dev environment's ids (production's ENG5 data set)."""
 
 from __future__ import annotations
 

@@ -54,6 +54,7 @@ from cj_health.eng5.essays import ROLE_STUDENT, GeneratedEssay, anchor_essays, s
 from cj_health.eng5.judge import JUDGE_MODEL, JUDGE_PROVIDER, MockJudge
 from cj_health.errors import BatchNotFound, CjHealthError, Refused
 from cj_health.paths import state_dir
+from cj_health.schema import require_service_schema
 from cj_health.service_adapter import (
     DatabaseSessionProvider,
     SyncBatchFinalizer,
@@ -72,7 +73,7 @@ ARTEFACT_NAME = "assessment_run.execute.json"
 APPLICATION_NAME = "cj-health eng5"  # pg_stat_activity.application_name of the batch write
 # 20 comparisons per essay: at 12, the default 12-student batch's scale separation reliability
 # fell below min_reliability (0.7) for most seeds, so healthy ENG5 data raised LOW_RELIABILITY
-# (measured over 40 seeds: at 20 none below 0.71). Edit by helper-3 for the detection matrix.
+# (measured over 40 seeds: at 20 none below 0.71).
 COMPARISONS_PER_ESSAY = 20
 MAX_STUDENTS = 500
 RUNNER_USER_ID = "eng5-runner"
@@ -148,7 +149,7 @@ def execute_batch(
     judge = MockJudge(seed)
 
     with connect(database, autocommit=True) as conn:
-        _require_schema(conn, database)
+        require_service_schema(conn, database)
         _require_new_bos_batch(conn, bos_batch_id)
         references = _ensure_anchors(conn, assignment_id, say)
     essays = anchor_essays(rng, references) + student_essays(rng, students)
@@ -253,14 +254,6 @@ def _require_writable(out_dir: Path) -> None:
             f"--out-dir {out_dir} is not a writable folder ({exc.strerror or exc}); "
             "nothing was written"
         ) from None
-
-
-def _require_schema(conn: psycopg.Connection, database: Database) -> None:
-    row = conn.execute("select to_regclass('cj_batch_uploads')").fetchone()
-    if row[0] is None:
-        raise CjHealthError(
-            f"{database.display} has no CJ service tables; run `cj-health db init` first"
-        )
 
 
 def _require_new_bos_batch(conn: psycopg.Connection, bos_batch_id: str) -> None:

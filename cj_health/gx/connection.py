@@ -5,7 +5,7 @@ variable `${CJ_GX_CONNECTION_STRING}`; `cj-health check` sets that variable in i
 process environment from `resolve_database()`, so no password is ever written to a file.
 The URL names its driver (`postgresql+psycopg`: a driverless `postgresql://` picks psycopg2
 from SQLAlchemy 2.1 on) and sets `search_path` to the monitoring schema, then the source
-schema, so the unqualified relation names of the rendered invariants resolve.
+schema, so the unqualified relation names of the generated rules resolve.
 """
 
 from __future__ import annotations

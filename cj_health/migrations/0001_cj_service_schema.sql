@@ -1,4 +1,4 @@
--- The CJ Assessment service schema, as production has it (../shared/cj-domain.md).
+-- The CJ Assessment service schema as the project first built it; 0002 brings it to production's head.
 -- Applied by `cj-health db init` inside one transaction, recorded in cj_health_schema_migrations.
 
 create type cj_batch_status_enum as enum (

@@ -1,6 +1,6 @@
 {#- Acknowledgements (`cj-health ack`), the one definition of which problems they accept.
     An active acknowledgement of a batch accepts the problem codes it names, or every code
-    of the batch when its problem_code is null. Plain Jinja, like the invariants that use it:
+    of the batch when its problem_code is null. As in the invariants that use it,
     `acknowledgements` is a relation name (stg_cj_monitoring__batch_acknowledgements). -#}
 
 {#- Whether the acknowledgement row `acknowledgement` (an alias) accepts the code held by

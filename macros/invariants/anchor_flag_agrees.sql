@@ -1,6 +1,6 @@
 {#- Invariant 1: `is_anchor` agrees with processing_metadata.is_anchor wherever the key is
     present. A value that is neither boolean, 'true'/'false' nor 1/0 cannot agree and fails.
-    Plain Jinja (rendered by dbt and by the GX suite): `essays` is a relation name. -#}
+    `essays` is a relation name. -#}
 {% macro invariant_anchor_flag_agrees(essays, acknowledgements) %}
     select
         cj_batch_id,

@@ -1,7 +1,7 @@
 {#- Invariant 8: anchor references are unique per (assignment, label, scale); two references
     without an assignment count as the same assignment here (the table's unique constraint
     lets them through).
-    Plain Jinja: `anchor_references` is a relation name (stg_cj__anchor_essay_references). -#}
+    `anchor_references` is a relation name (stg_cj__anchor_essay_references). -#}
 {% macro invariant_anchor_references_unique(anchor_references) %}
     select
         assignment_id,

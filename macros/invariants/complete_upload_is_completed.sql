@@ -1,7 +1,7 @@
 {#- Invariant 2: a batch whose upload status is COMPLETE_* is in state COMPLETED with
     `completed_at` set, once `grace_minutes` have passed since its last activity.
-    Plain Jinja: `batches` is a relation name (int_batch_facts). -#}
-{% macro invariant_complete_upload_is_completed(batches, acknowledgements, grace_minutes=5) %}
+    `batches` is a relation name (int_batch_facts). -#}
+{% macro invariant_complete_upload_is_completed(batches, acknowledgements, grace_minutes) %}
     select
         cj_batch_id,
         upload_status,

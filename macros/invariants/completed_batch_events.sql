@@ -1,6 +1,6 @@
 {#- Invariant 9: a COMPLETED batch has its two outbox events (the thin completion event and
     the rich result event), each with the upload's `event_correlation_id`.
-    Plain Jinja: `batches` is a relation name (int_batch_facts). -#}
+    `batches` is a relation name (int_batch_facts). -#}
 {% macro invariant_completed_batch_events(batches, acknowledgements) %}
     select
         cj_batch_id,

@@ -1,6 +1,6 @@
 {#- Invariant 7: once a batch is COMPLETED, its counters agree with its pairs: submitted =
     all pairs, completed = pairs with a winner, failed = pairs that errored.
-    Plain Jinja: `batches` is a relation name (int_batch_facts). -#}
+    `batches` is a relation name (int_batch_facts). -#}
 {% macro invariant_counters_match_pairs(batches, acknowledgements) %}
     select
         cj_batch_id,

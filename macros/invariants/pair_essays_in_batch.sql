@@ -1,5 +1,5 @@
 {#- Invariant 6: both essays of a comparison pair belong to the pair's batch.
-    Plain Jinja: `pairs` is a relation name (int_comparison_pairs_joined_to_essays). -#}
+    `pairs` is a relation name (int_comparison_pairs_joined_to_essays). -#}
 {% macro invariant_pair_essays_in_batch(pairs, acknowledgements) %}
     select
         cj_batch_id,

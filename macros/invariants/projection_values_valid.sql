@@ -1,6 +1,6 @@
 {#- Invariant 5: a projection's grade is one of its scale's grades (cj_grade_scales),
     `confidence_score` is in [0, 1], and `confidence_label` is HIGH, MID or LOW.
-    Plain Jinja: `essay_projections` is a relation name (int_essays_joined_to_projections). -#}
+    `essay_projections` is a relation name (int_essays_joined_to_projections). -#}
 {% macro invariant_projection_values_valid(essay_projections, acknowledgements) %}
     select
         cj_batch_id,

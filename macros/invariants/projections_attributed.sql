@@ -1,5 +1,5 @@
 {#- Invariant 4: projections belong to their essay's batch, and no anchor is projected.
-    Plain Jinja: `essay_projections` is a relation name (int_essays_joined_to_projections). -#}
+    `essay_projections` is a relation name (int_essays_joined_to_projections). -#}
 {% macro invariant_projections_attributed(essay_projections, acknowledgements) %}
     select
         cj_batch_id,

@@ -1,7 +1,7 @@
 {#- Invariant 3: a COMPLETED batch with anchors has one projection per student essay. Lists
     each student essay of such a batch that has no projection in its batch (at most one per
     essay and batch: the table's primary key).
-    Plain Jinja: `essay_projections` (int_essays_joined_to_projections) and `batches`
+    `essay_projections` (int_essays_joined_to_projections) and `batches`
     (int_batch_facts) are relation names. -#}
 {% macro invariant_student_essays_projected(essay_projections, batches, acknowledgements) %}
     select

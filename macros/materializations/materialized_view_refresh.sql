@@ -4,7 +4,7 @@
 
     The definition is the compiled SQL plus the names of the columns it yields (a view it
     selects * from may have gained columns). Its md5 is kept at the end of the view's comment
-    (`cj_record_definition_hash`, a post-hook of the model). On `dbt run`, a stored hash
+    (`cj_document_materialized_view`, a post-hook of the model). On `dbt run`, a stored hash
     equal to the current one means refresh; a different or missing one, or a view it reads
     that was retired (macros/materializations/view.sql), means replace: build the new
     materialized view beside the old one, then in the same transaction rename the old one to

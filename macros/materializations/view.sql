@@ -1,4 +1,7 @@
-{#- Views on PostgreSQL, replaced without ever dropping what readers use.
+{#- The materialization `cj_view`: views on PostgreSQL, replaced without ever dropping what
+    readers use. It has a name of its own (the project's models are configured with
+    `+materialized: cj_view` in dbt_project.yml) rather than overriding dbt's `view`, so dbt's
+    own materialization stays what it is and a model reads which one it gets.
 
     dbt's default view materialization renames the old view away and drops it with CASCADE,
     which also drops every view built on it, including cj_batch_health and cj_batch_alerts:
@@ -10,7 +13,7 @@
     place. Dependants keep reading the retired view (PostgreSQL binds them by oid) until the
     run rebuilds them on the new one; `cj_drop_retired_relations` (on-run-end) then drops
     every retired relation nothing depends on any more (macros/retired_relations.sql). -#}
-{% materialization view, adapter='postgres' %}
+{% materialization cj_view, adapter='postgres' %}
     {%- set existing_relation = load_cached_relation(this) -%}
     {%- set target_relation = this.incorporate(type='view') -%}
     {%- set intermediate_relation = make_intermediate_relation(target_relation) -%}

@@ -11,11 +11,7 @@ aggregated as (
         count(*) as pair_count,
         count(*) filter (where pair_status = 'completed') as pairs_completed,
         count(*) filter (where pair_status = 'errored') as pairs_errored,
-        count(*) filter (where pair_status = 'pending') as pairs_pending,
-        count(*) filter (where pair_status = 'unknown') as pairs_with_unknown_winner,
-        greatest(
-            max(submitted_at), max(completed_at), max(error_timestamp)
-        ) as last_pair_activity_at
+        count(*) filter (where pair_status = 'pending') as pairs_pending
     from pairs
     group by cj_batch_id
 )

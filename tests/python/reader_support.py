@@ -18,9 +18,9 @@ from psycopg import conninfo, sql
 from cj_health.build import BUILD_ARGS
 from cj_health.db import Database, connect
 from cj_health.dbt_runner import run_dbt
+from cj_health.eng5.replay import replay_incident
 from cj_health.eng5.runner import execute_batch
 from cj_health.monitoring_tables import MONITORING_TABLES
-from cj_health.replay import replay_incident
 
 READER_ROLE = "cj_health_reader"
 # The marts, all granted to the reader: the health view, its one-row refresh time, the alert

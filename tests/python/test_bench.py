@@ -23,8 +23,8 @@ from cj_health.bench.run import (
 )
 from cj_health.cli import main
 from cj_health.db import Database, connect, monitoring_schema
+from cj_health.eng5.faults import FAULTS
 from cj_health.errors import CjHealthError
-from cj_health.faults import FAULTS
 
 SMALL_RUN_BATCHES = 60
 

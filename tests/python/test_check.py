@@ -1,7 +1,7 @@
-"""`cj-health check`: the GX context is generated from the dbt project's own rule definitions
-(so the two cannot drift), holds no secret, and its checkpoint runs for real against
-PostgreSQL: exit 0 on healthy data, 1 with the failing batches listed, 2 with one clear line
-when it cannot run.
+"""`cj-health check`: the GX context is generated from the rules dbt compiles (so the two
+cannot drift), holds no secret, and its checkpoint runs for real against PostgreSQL: exit 0 on
+healthy data, 1 with the failing batches listed, 2 with one clear line when it cannot run.
+`check` reads the checked-in context and writes only under great_expectations/uncommitted/.
 """
 
 from __future__ import annotations
@@ -9,32 +9,33 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import jinja2
 import pytest
 from conftest import eng5_template
 
 from cj_health import cli
 from cj_health.check import CheckReport, run_check
 from cj_health.db import Database, connect
+from cj_health.eng5.faults import break_batch
 from cj_health.errors import CjHealthError
-from cj_health.faults import break_batch
 from cj_health.gx import context as gx_context
 from cj_health.gx.connection import CONNECTION_VARIABLE, sqlalchemy_url
-from cj_health.gx.invariants import (
-    INVARIANTS_DIR,
-    dbt_vars,
-    load_invariants,
-    render_invariant,
-)
+from cj_health.gx.rules import INVARIANT_TESTS_DIR, compile_manifest
 from cj_health.gx.run import RuleResult
 from cj_health.paths import project_dir
 
 ROOT = gx_context.default_root()
 PROJECT = project_dir()
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict:
+    """dbt's manifest after `dbt compile` of the project's data tests (no database needed)."""
+    return compile_manifest()
 
 
 def suite_expectations() -> dict[str, dict]:
@@ -51,57 +52,90 @@ def gx_sql(query: str, subject: str) -> str:
     return query.replace("{batch}", subject).replace("{{", "{").replace("}}", "}")
 
 
-def render_dbt_test(test_name: str) -> str:
-    """Render a dbt singular test file the way dbt does, with plain jinja2: `ref()` gives the
-    model name, `cj_threshold()` the var's value from dbt_project.yml, the invariant macros
-    are in scope."""
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    for path in sorted((PROJECT / INVARIANTS_DIR).glob("*.sql")):
-        module = env.from_string(path.read_text()).module
-        for name in dir(module):
-            if not name.startswith("_"):
-                env.globals[name] = getattr(module, name)
-    variables = dbt_vars(PROJECT)
-    env.globals["ref"] = lambda name: name
-    env.globals["cj_threshold"] = lambda name: variables[name]
-    text = (PROJECT / "tests" / "dbt" / "invariants" / f"{test_name}.sql").read_text()
-    return env.from_string(text).render()
+def unqualified(compiled: str, manifest: dict) -> str:
+    """dbt's compiled SQL with each model's "database"."schema"."name" as its plain name."""
+    for node in manifest["nodes"].values():
+        if node["resource_type"] == "model":
+            compiled = compiled.replace(node["relation_name"], node["name"])
+    return compiled
 
 
 def normalised(sql_text: str) -> str:
     return " ".join(sql_text.split())
 
 
+def git_status() -> str:
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=PROJECT, capture_output=True, text=True, check=True,
+    ).stdout
+
+
 # --- the checked-in context: generated, consistent with dbt, no secrets ------------------
 
 
-def test_checked_in_context_is_exactly_what_generation_produces() -> None:
-    changed = gx_context.differences(ROOT, gx_context.generate())
+def test_checked_in_context_is_exactly_what_generation_produces(tmp_path: Path) -> None:
+    fresh = tmp_path / "great_expectations"
+    gx_context.write(fresh, gx_context.generate_from_dbt())
+    changed = gx_context.differences(ROOT, {
+        str(path.relative_to(fresh)): path.read_text(encoding="utf-8")
+        for path in fresh.rglob("*") if path.is_file()
+    })
     assert changed == [], (
-        f"great_expectations/ differs from the dbt project's rules in {changed}: run "
-        "`cj-health check` (or cj_health.gx.context.write) and commit the result"
+        f"great_expectations/ differs from the rules dbt compiles in {changed}: run `make gx` "
+        "and commit the result"
     )
 
 
-def test_generation_is_deterministic() -> None:
-    assert gx_context.generate() == gx_context.generate()
+def test_generated_suites_name_no_database_or_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suites run on any target: compiled for another monitoring schema, they are the
+    same files, and they name neither the schema nor the database dbt compiled for."""
+    monkeypatch.setenv("CJ_MONITORING_SCHEMA", "elsewhere_monitoring")
+    files = gx_context.generate_from_dbt()
+    assert gx_context.differences(ROOT, files) == []
+    text = "".join(files.values())
+    assert "elsewhere_monitoring" not in text and "cj_rules" not in text
+    assert '"."' not in text
 
 
-def test_every_invariant_is_one_gx_expectation_running_the_dbt_tests_own_sql() -> None:
+def test_dbt_vars_reach_the_gx_rules(manifest: dict) -> None:
+    rule = "complete_upload_is_completed"
+    checked_in = suite_expectations()[rule]["kwargs"]["unexpected_rows_query"]
+    assert re.search(r"interval '1 minute' \* 5(\.0)?\b", checked_in)
+    files = gx_context.generate_from_dbt({"stuck_after_minutes": 77})
+    suite = json.loads(files["expectations/int_batch_facts.json"])
+    [query] = [
+        e["kwargs"]["unexpected_rows_query"]
+        for e in suite["expectations"] if e["meta"]["rule"] == rule
+    ]
+    assert re.search(r"interval '1 minute' \* 77\b", query)
+    threshold = re.compile(r"interval '1 minute' \* [0-9.]+")
+    assert normalised(threshold.sub("N", query)) == normalised(threshold.sub("N", checked_in))
+
+
+def test_every_invariant_is_one_gx_expectation_running_the_dbt_tests_own_sql(
+    manifest: dict,
+) -> None:
     expectations = suite_expectations()
-    invariants = load_invariants(PROJECT)
-    assert {i.number for i in invariants} >= set(range(1, 10)), "invariants 1-9 must be listed"
-    for invariant in invariants:
-        expectation = expectations[invariant.name]
+    by_test = {e["meta"].get("dbt_test"): e for e in expectations.values()}
+    singular = [
+        node for node in manifest["nodes"].values()
+        if node["resource_type"] == "test"
+        and node["original_file_path"].startswith(INVARIANT_TESTS_DIR)
+    ]
+    numbers = {by_test[node["name"]]["meta"].get("invariant") for node in singular}
+    assert numbers >= set(range(1, 10)), "invariants 1-9 must each be a GX rule"
+    for node in singular:
+        expectation = by_test[node["name"]]
+        subject = node["refs"][0]["name"]
         assert expectation["type"] == "unexpected_rows_expectation"
-        assert expectation["suite"] == invariant.subject
+        assert expectation["suite"] == subject
         query = expectation["kwargs"]["unexpected_rows_query"]
-        assert "{batch}" in query, f"{invariant.name} must validate its own asset's batch"
-        dbt_sql = render_dbt_test(invariant.dbt_test)
-        assert normalised(gx_sql(query, invariant.subject)) == normalised(dbt_sql), (
-            f"GX and dbt run different SQL for {invariant.name}"
-        )
-        assert normalised(dbt_sql) == normalised(render_invariant(PROJECT, invariant))
+        assert "{batch}" in query, f"{node['name']} must validate its own asset's batch"
+        gx_text = re.sub(r"\{batch\} as " + subject, subject, gx_sql(query, subject))
+        assert normalised(gx_text.replace("\\:", ":")) == normalised(
+            unqualified(node["compiled_code"], manifest)
+        ), f"GX and dbt run different SQL for {node['name']}"
 
 
 def test_every_expectation_has_a_description_in_plain_words() -> None:
@@ -118,12 +152,19 @@ def test_the_health_views_column_tests_are_expectations_too() -> None:
         "cj_batch_health.cj_batch_id.not_null",
         "cj_batch_health.scale_separation_reliability.in_range",
         "cj_batch_health.health_status.known_problem_codes",
-        "cj_batch_health.upload_status.in_schema_enum",
-        "cj_batch_health.cj_state.in_schema_enum",
     ):
         assert expectations[rule]["suite"] == "cj_batch_health", rule
+    for rule, suite, value in (
+        ("stg_cj__batch_uploads.upload_status.accepted_values", "stg_cj__batch_uploads",
+         "COMPLETE_STABLE"),
+        ("stg_cj__batch_states.cj_state.accepted_values", "stg_cj__batch_states",
+         "WAITING_CALLBACKS"),
+    ):
+        assert expectations[rule]["suite"] == suite, rule
+        assert value in expectations[rule]["kwargs"]["value_set"]
     codes = expectations["cj_batch_health.health_status.known_problem_codes"]["kwargs"]
-    assert {"STUCK_FINALIZATION", "LOW_RELIABILITY", "HEALTHY"} <= set(codes["value_set"])
+    for code in ("STUCK_FINALIZATION", "LOW_RELIABILITY", "HEALTHY"):
+        assert f"'{code}'" in codes["unexpected_rows_query"]
 
 
 def test_checked_in_files_hold_no_connection_string_and_nothing_uncommitted() -> None:
@@ -180,7 +221,7 @@ def context_copy(tmp_path: Path) -> Path:
 
 def test_check_passes_on_healthy_data_and_writes_data_docs(built, context_copy) -> None:
     database, _ = built
-    report = run_check(database, context_root=context_copy, regenerate=False)
+    report = run_check(database, context_root=context_copy)
     assert report.exit_code == 0, "\n".join(report.table_lines())
     assert report.success and report.failing_batches == []
     assert len(report.rules) == len(suite_expectations())
@@ -225,7 +266,19 @@ def test_cli_check_fails_names_the_broken_batches_and_never_shows_essay_text(
         if path.is_file() and path.suffix in (".html", ".json")
     )
     assert texts and not any(text in written for text in texts)
-    assert gx_context.differences(ROOT, gx_context.generate()) == [], "check left a diff"
+
+
+@pytest.mark.skipif(not (PROJECT / ".git").exists(), reason="not a git checkout")
+def test_build_and_check_leave_the_working_tree_as_it_was(
+    built, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database, (healthy, counters, _) = built
+    break_batch(database, "counter_mismatch", counters)
+    monkeypatch.setenv("CJ_DATABASE_URL", database.url)
+    before = git_status()
+    assert cli.main(["build"]) == 1
+    assert cli.main(["check"]) == 1
+    assert git_status() == before, "build or check changed files that git tracks"
 
 
 def test_the_table_lists_rule_status_and_failing_batches() -> None:
@@ -238,7 +291,6 @@ def test_the_table_lists_rule_status_and_failing_batches() -> None:
             RuleResult("no_batch_alerting", "cj_batch_health", False, "d", list(range(1, 12))),
         ],
         data_docs_path=Path("/x/index.html"),
-        regenerated=[],
     )
     lines = report.table_lines()
     assert lines[0].split() == ["rule", "status", "failing", "batches"]
@@ -267,10 +319,10 @@ def test_suites_naming_missing_columns_fail_with_their_names(built, context_copy
         "select cj_batch_id, no_such_column from {batch} where no_such_column"
     )
     suite.write_text(json.dumps(document))
-    health = context_copy / "expectations" / "cj_batch_health.json"
-    health.write_text(health.read_text().replace('"column": "cj_state"', '"column": "no_state"'))
+    states = context_copy / "expectations" / "stg_cj__batch_states.json"
+    states.write_text(states.read_text().replace('"column": "cj_state"', '"column": "no_state"'))
     with pytest.raises(CjHealthError) as error:
-        run_check(database, context_root=context_copy, regenerate=False, refresh=False)
+        run_check(database, context_root=context_copy, refresh=False)
     message = str(error.value)
     assert "no_such_column" in message and "no_state" in message
     assert "\n" not in message and "Traceback" not in message
@@ -283,7 +335,7 @@ def test_an_asset_naming_a_missing_table_fails_with_its_name(built, context_copy
         config.read_text().replace("table_name: int_batch_facts", "table_name: no_such_table")
     )
     with pytest.raises(CjHealthError, match="no_such_table.*cj-health build"):
-        run_check(database, context_root=context_copy, regenerate=False)
+        run_check(database, context_root=context_copy)
 
 
 def test_a_validation_naming_a_missing_suite_fails_with_its_name(built, context_copy) -> None:
@@ -293,5 +345,5 @@ def test_a_validation_naming_a_missing_suite_fails_with_its_name(built, context_
     document["suite"] = {"name": "no_such_suite", "id": str(uuid.uuid4())}
     definition.write_text(json.dumps(document))
     with pytest.raises(CjHealthError, match="no_such_suite") as error:
-        run_check(database, context_root=context_copy, regenerate=False, refresh=False)
+        run_check(database, context_root=context_copy, refresh=False)
     assert "\n" not in str(error.value)

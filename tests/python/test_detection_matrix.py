@@ -1,12 +1,13 @@
 """The detection matrix: every fault of the catalogue is caught by every layer.
 
 One database holds healthy ENG5 batches and, beside them, one batch broken by each fault of
-cj_health.faults. After one `cj-health build` (dbt run, then dbt test) and one
+cj_health.eng5.faults. After one `cj-health build` (dbt run, then dbt test) and one
 `cj-health check`:
 - view: `cj_batch_health` shows the fault's problem code on its batch, no healthy batch has
   any issue, and no healthy batch carries any fault's code;
 - dbt: some dbt test fails with that batch's cj_batch_id among its stored failing rows;
-- gx: `cj-health check` exits 1 with that batch among some rule's failing batches.
+- gx: `cj-health check` exits 1 with that batch among some rule's failing batches;
+- inspect: `cj-health inspect` reports the batch as the view has it, field by field.
 A copy of the same healthy batches without the faults keeps all three green (no false
 positive). The matrix is printed.
 """
@@ -28,7 +29,7 @@ from psycopg import sql
 
 from cj_health.build import BuildResult, build
 from cj_health.db import Database, connect, monitoring_schema
-from cj_health.faults import FAULTS, break_batch
+from cj_health.eng5.faults import FAULTS, break_batch
 from cj_health.paths import project_dir
 from cj_health.schema import init_schema
 
@@ -138,6 +139,7 @@ class Matrix:
     faulty: dict[str, int]  # fault name -> its broken batch
     clean: Layers  # the healthy batches alone
     broken: Layers  # the same batches, some broken
+    broken_database: Database
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +165,7 @@ def matrix(admin_db: Database, tmp_path_factory) -> Iterator[Matrix]:
         # The two databases are observed side by side: dbt and cj-health run as subprocesses.
         with ThreadPoolExecutor(max_workers=2) as pool:
             clean_layers, broken_layers = pool.map(_observe, (clean, broken))
-        yield Matrix(healthy_ids, faulty, clean_layers, broken_layers)
+        yield Matrix(healthy_ids, faulty, clean_layers, broken_layers, broken)
     finally:
         _drop_database(admin_db, clean)
         if broken is not None:
@@ -249,3 +251,11 @@ def test_healthy_eng5_data_alone_keeps_all_three_green(matrix: Matrix) -> None:
     assert clean.build.tests_failed == []
     assert clean.check_exit == 0, clean.check_summary
     assert clean.check_summary["success"] is True
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_inspect_agrees_with_the_view_on_the_broken_batch(matrix: Matrix, name: str) -> None:
+    from test_inspect import disagreements
+
+    batch = matrix.faulty[name]
+    assert disagreements(matrix.broken_database, batch) == [], name

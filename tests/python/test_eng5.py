@@ -1,4 +1,4 @@
-"""The ENG5 runner against real PostgreSQL (issue 6, "ENG5 runner"): reset and its guard,
+"""The ENG5 runner against real PostgreSQL: reset and its guard,
 register-anchors, execute end to end with the mock judge, and the CLI."""
 
 from __future__ import annotations

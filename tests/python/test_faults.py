@@ -18,13 +18,13 @@ from psycopg import sql
 
 from cj_health import cli
 from cj_health.db import Database, connect
-from cj_health.errors import BatchNotFound, CjHealthError
-from cj_health.faults import FAULTS, apply_fault, break_batch, get_fault
-from cj_health.replay import (
+from cj_health.eng5.faults import FAULTS, apply_fault, break_batch, get_fault
+from cj_health.eng5.replay import (
     INCIDENT_BOS_BATCH_ID,
     replay_batch20,
     replay_incident,
 )
+from cj_health.errors import BatchNotFound, CjHealthError
 
 FACTS_SQL = """
 select

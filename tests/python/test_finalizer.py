@@ -1,4 +1,4 @@
-"""The two-phase finalizer against real PostgreSQL (issue 3, "Finalizer").
+"""The two-phase finalizer against real PostgreSQL.
 
 Batches are made the way the ENG5 runner makes them (`execute_batch(finalize=False)`): every
 callback in, state WAITING_CALLBACKS.

@@ -28,14 +28,14 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import alerting, dashboard, expr
 from reader_support import MonitoredDatabase, monitored_database, reader_login
 
-from cj_health import grafana_sql
-from cj_health.db import Database, connect
-from cj_health.grafana_sql import (
+from cj_health.bench import grafana_sql
+from cj_health.bench.grafana_sql import (
     DATASOURCE_TYPE,
     EXPRESSION_DATASOURCE_UID,
     MacroError,
     expand_macros,
 )
+from cj_health.db import Database, connect
 from cj_health.paths import project_dir
 from cj_health.runs import SCHEDULE_MINUTES
 

@@ -19,13 +19,14 @@ from conftest import eng5_template
 from psycopg import sql
 from reader_support import reader_login
 
-from cj_health import cli, grafana_sql
+from cj_health import cli
+from cj_health.bench import grafana_sql
+from cj_health.bench.grafana_sql import expand_macros
 from cj_health.db import Database, connect, monitoring_schema
 from cj_health.dbt_runner import run_dbt
-from cj_health.grafana_sql import expand_macros
+from cj_health.eng5.replay import replay_incident
 from cj_health.monitoring_tables import MONITORING_TABLES
 from cj_health.paths import project_dir
-from cj_health.replay import replay_incident
 from cj_health.runs import Run, write_run
 
 
@@ -194,18 +195,39 @@ def test_a_cleared_problem_that_comes_back_opens_a_new_incident(dev_db) -> None:
     assert stuck == [(None,)]
 
 
+def _insert_history_point(conn, at: datetime) -> None:
+    conn.execute(
+        sql.SQL(
+            "insert into {} (refreshed_at, batch_count, alerting_count,"
+            " batches_by_health_status, batches_by_problem_code, alerting_by_problem_code)"
+            " values (%s, 0, 0, '{{}}', '{{}}', '{{}}')"
+        ).format(_table("cj_health_history")),
+        (at,),
+    )
+
+
+def test_retention_follows_the_vars_of_the_last_build(dev_db) -> None:
+    """`--vars` of a build reach the pruning (dbt resolves them into int_monitoring_settings);
+    a retention that is no whole number of days, at least 1, stops the build."""
+    from cj_health.build import build
+
+    assert build(dev_db, dbt_vars={"history_retention_days": 0}).exit_code == 2
+    assert build(dev_db, dbt_vars={"history_retention_days": 1.5}).exit_code == 2
+    assert build(dev_db, dbt_vars={"history_retention_days": 1}).exit_code == 0
+    two_days_ago = datetime.now(UTC) - timedelta(days=2)
+    with connect(dev_db) as conn:
+        _insert_history_point(conn, two_days_ago)
+    assert cli.main(["refresh"]) == 0
+    assert _rows(
+        dev_db, "select count(*) from {history} where refreshed_at = %s", (two_days_ago,)
+    ) == [(0,)]
+
+
 def test_old_rows_are_pruned_by_the_retention_vars(dev_db) -> None:
     assert cli.main(["build"]) == 0
     long_ago = datetime.now(UTC) - timedelta(days=400)
     with connect(dev_db) as conn:
-        conn.execute(
-            sql.SQL(
-                "insert into {} (refreshed_at, batch_count, alerting_count,"
-                " batches_by_health_status, batches_by_problem_code, alerting_by_problem_code)"
-                " values (%s, 0, 0, '{{}}', '{{}}', '{{}}')"
-            ).format(_table("cj_health_history")),
-            (long_ago,),
-        )
+        _insert_history_point(conn, long_ago)
         conn.execute(
             sql.SQL(
                 "insert into {} (cj_batch_id, problem_code, first_seen_at, last_seen_at,"

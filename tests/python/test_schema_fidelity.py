@@ -4,13 +4,22 @@ with a database built from production's schema at head as the service's migratio
 
 from __future__ import annotations
 
+import hashlib
+
 import psycopg
 import pytest
 from conftest import load_production_head
 from psycopg import sql
 
 from cj_health.db import Database, connect
-from cj_health.schema import LEDGER_TABLE, SERVICE_TABLES, init_schema, load_migrations
+from cj_health.errors import CjHealthError
+from cj_health.schema import (
+    COMMENT_ONLY_EDITS,
+    LEDGER_TABLE,
+    SERVICE_TABLES,
+    init_schema,
+    load_migrations,
+)
 
 NOT_COMPARED = ("alembic_version", LEDGER_TABLE)
 
@@ -106,18 +115,8 @@ def test_0001_database_with_rows_and_views_upgrades_in_place(make_database,
     """A dev database made by 0001 alone, with rows and a view over the service tables, is
     brought to production's head by `db init`; its rows survive."""
     database = make_database()
-    first = load_migrations()[0]
+    _ledger_with_0001(database, load_migrations()[0].checksum)
     with connect(database) as conn, conn.transaction():
-        conn.execute(first.sql_text)
-        conn.execute(
-            "create table cj_health_schema_migrations (version text primary key, name text not "
-            "null, checksum text not null, applied_at timestamptz not null default now())"
-        )
-        conn.execute(
-            "insert into cj_health_schema_migrations (version, name, checksum) "
-            "values (%s, %s, %s)",
-            (first.version, first.name, first.checksum),
-        )
         conn.execute(
             "insert into cj_batch_uploads (bos_batch_id, event_correlation_id, language, "
             "course_code, expected_essay_count, status) values ('b', 'c', 'en', 'ENG5', 1, "
@@ -142,3 +141,42 @@ def test_0001_database_with_rows_and_views_upgrades_in_place(make_database,
         assert conn.execute("select count(*) from anchor_essay_references").fetchone() == (1,)
         with pytest.raises(psycopg.errors.UndefinedTable):
             conn.execute(sql.SQL("select * from cj_monitoring_probe.uploads"))
+
+
+def _ledger_with_0001(database, checksum: str) -> None:
+    first = load_migrations()[0]
+    with connect(database) as conn, conn.transaction():
+        conn.execute(first.sql_text)
+        conn.execute(
+            "create table cj_health_schema_migrations (version text primary key, name text not "
+            "null, checksum text not null, applied_at timestamptz not null default now())"
+        )
+        conn.execute(
+            "insert into cj_health_schema_migrations (version, name, checksum) "
+            "values (%s, %s, %s)",
+            (first.version, first.name, checksum),
+        )
+
+
+def test_a_comment_only_edit_keeps_databases_that_applied_the_earlier_text(make_database):
+    """0001's earlier text differs from today's in its header comment only, and a database
+    that applied it upgrades normally."""
+    first = load_migrations()[0]
+    [earlier] = COMMENT_ONLY_EDITS["0001"]
+    # The earlier header cited a document outside this repository by its relative path.
+    outside_document = "/".join(("..", "shared", "cj-domain.md"))
+    earlier_header = (
+        f"-- The CJ Assessment service schema, as production has it ({outside_document})."
+    )
+    body = first.sql_text.split("\n", 1)[1]
+    assert hashlib.sha256(f"{earlier_header}\n{body}".encode()).hexdigest() == earlier
+    database = make_database()
+    _ledger_with_0001(database, earlier)
+    assert [name.split("_")[0] for name in init_schema(database).applied] == ["0002"]
+
+
+def test_a_changed_migration_is_refused(make_database):
+    database = make_database()
+    _ledger_with_0001(database, "0" * 64)
+    with pytest.raises(CjHealthError, match="0001_cj_service_schema was changed after it"):
+        init_schema(database)

@@ -2,14 +2,14 @@
 breaks it, so operators can watch the monitoring fire.
 
 The default, `batch20_wedge`, replays the Batch 20 incident itself with its counts
-(../shared/cj-domain.md): expected 6 essays, upload COMPLETE_STABLE, state WAITING_CALLBACKS,
+as reported: expected 6 essays, upload COMPLETE_STABLE, state WAITING_CALLBACKS,
 5 comparisons submitted and completed, none failed, partial scoring triggered, `completed_at`
 NULL, no projections, 18 essay rows of which 15 are anchors by metadata while every
 `is_anchor` column is false (the essays are written the way the unpatched repository wrote
 them). It uses the incident's BOS batch id unless that one exists already.
 
 Every other fault executes a healthy ENG5 batch (cj_health.eng5.runner) and breaks it with
-cj_health.faults; the misattributed projection executes a second healthy batch to take the
+cj_health.eng5.faults; the misattributed projection executes a second healthy batch to take the
 projection from.
 """
 
@@ -24,8 +24,8 @@ import psycopg
 from psycopg.types.json import Json
 
 from cj_health.db import Database, connect
-from cj_health.errors import CjHealthError
-from cj_health.faults import FAULTS, break_batch, get_fault
+from cj_health.eng5.faults import FAULTS, break_batch, get_fault
+from cj_health.schema import require_service_schema
 
 DEFAULT_FAULT = "batch20_wedge"
 INCIDENT_BOS_BATCH_ID = "1dd43744-6b5c-4ec5-961e-26c1d1dc22e6"
@@ -62,7 +62,7 @@ class ReplayResult:
 def replay_incident(
     database: Database, fault: str = DEFAULT_FAULT, *, seed: int = 0, out_dir: Path | None = None
 ) -> ReplayResult:
-    """Add one batch broken by `fault` (a name in cj_health.faults.FAULTS). `out_dir` is
+    """Add one batch broken by `fault` (a name in cj_health.eng5.faults.FAULTS). `out_dir` is
     where the ENG5 runner writes its artefacts (default: its own)."""
     entry = get_fault(fault)
     if entry.name == DEFAULT_FAULT:
@@ -97,7 +97,7 @@ def replay_batch20(database: Database, *, seed: int = 0) -> ReplayResult:
 
     rng = np.random.default_rng(seed)
     with connect(database) as conn:
-        _require_schema(conn, database)
+        require_service_schema(conn, database)
         bos_batch_id = _incident_bos_batch_id(conn)
         references = load_anchor_references(conn, DEV_ASSIGNMENT_ID)
         if not references:
@@ -194,13 +194,6 @@ def replay_batch20(database: Database, *, seed: int = 0) -> ReplayResult:
 
 def fault_names() -> list[str]:
     return list(FAULTS)
-
-
-def _require_schema(conn: psycopg.Connection, database: Database) -> None:
-    if conn.execute("select to_regclass('cj_batch_uploads')").fetchone()[0] is None:
-        raise CjHealthError(
-            f"{database.display} has no CJ service tables; run `cj-health db init` first"
-        )
 
 
 def _incident_bos_batch_id(conn: psycopg.Connection) -> str:
