@@ -12,11 +12,13 @@
 stale exactly when the data is broken. Here the views are always brought up to date first,
 and the tests then report what is wrong.
 
-`refresh(database)` runs `REFRESH MATERIALIZED VIEW CONCURRENTLY` on cj_batch_health and then
-on cj_batch_health_refresh (its one-row refresh time) in one transaction with psycopg (no dbt
-start-up), or a plain refresh when a view was never populated, with the
-session settings of dbt var `cj_refresh_settings` (JIT off, more work_mem) for that
-transaction only, as the last dbt run resolved it (cj_health.settings).
+`refresh(database)` brings the stored per-batch facts up to date for the batches whose rows
+changed (cj_health.batch_facts; `full=True` rebuilds every batch), then runs `REFRESH
+MATERIALIZED VIEW CONCURRENTLY` on cj_batch_health and on cj_batch_health_refresh (its one-row
+refresh time), all in one transaction with psycopg (no dbt start-up), or a plain refresh when
+a view was never populated, with the session settings of dbt var `cj_refresh_settings` (JIT
+off, more work_mem) for that transaction only, as the last dbt run resolved it
+(cj_health.settings).
 
 After each refresh (refresh's own, and dbt's in `build`), cj_health.history records a point
 in cj_health_history and brings cj_batch_incidents up to date.
@@ -32,6 +34,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from cj_health.batch_facts import FactsUpdate, update_batch_facts
 from cj_health.db import Database, connect, monitoring_schema
 from cj_health.dbt_runner import DbtResult, dbt_work_dir, run_dbt
 from cj_health.errors import EXIT_OK, EXIT_PROBLEMS_FOUND, EXIT_USAGE, CjHealthError
@@ -143,12 +146,13 @@ class RefreshResult:
     seconds: float
     batches: int
     alerting: int
+    facts: FactsUpdate
 
     def summary(self) -> str:
         how = "concurrently" if self.concurrently else "plainly (first population)"
         return (
             f"refreshed {self.view} {how} in {self.seconds:.2f}s: {self.batches} batches,"
-            f" {self.alerting} alerting"
+            f" {self.alerting} alerting\n{self.facts.summary()}"
         )
 
 
@@ -171,8 +175,10 @@ def build(
     return result
 
 
-def refresh(database: Database) -> RefreshResult:
-    """Refresh cj_batch_health; concurrently (readers never wait) once it has been populated."""
+def refresh(database: Database, *, full: bool = False) -> RefreshResult:
+    """Refresh cj_batch_health; concurrently (readers never wait) once it has been populated.
+    The stored facts are recomputed for the batches whose rows changed, or for every batch
+    when `full` (the periodic full rebuild) or when changes cannot be told apart."""
     schema = monitoring_schema()
     view = sql.Identifier(schema, HEALTH_VIEW)
     with connect(database, autocommit=True) as conn:
@@ -189,13 +195,7 @@ def refresh(database: Database) -> RefreshResult:
         concurrently = bool(row[0])
         started = time.perf_counter()
         try:
-            with conn.transaction():
-                for name, value in refresh_settings(conn).items():
-                    conn.execute("select set_config(%s, %s, true)", (name, value))
-                # One transaction, one now(): cj_batch_health_refresh.refreshed_at is the
-                # moment the verdicts were judged at.
-                for relation in (HEALTH_VIEW, REFRESH_VIEW):
-                    conn.execute(_refresh_statement(conn, schema, relation))
+            facts = refresh_in_transaction(conn, full=full)
         except psycopg.Error as exc:
             message = exc.diag.message_primary or type(exc).__name__
             raise CjHealthError(
@@ -206,7 +206,23 @@ def refresh(database: Database) -> RefreshResult:
             sql.SQL("select count(*), count(*) filter (where is_alerting) from {}").format(view)
         ).fetchone()
     record_refresh(database)
-    return RefreshResult(f"{schema}.{HEALTH_VIEW}", concurrently, seconds, batches, alerting)
+    return RefreshResult(
+        f"{schema}.{HEALTH_VIEW}", concurrently, seconds, batches, alerting, facts
+    )
+
+
+def refresh_in_transaction(conn: psycopg.Connection, *, full: bool = False) -> FactsUpdate:
+    """The refresh itself, in one transaction on `conn` (autocommit): the session settings,
+    the stored facts, then both materialized views. One transaction, one now():
+    cj_batch_health_refresh.refreshed_at is the moment the verdicts were judged at."""
+    schema = monitoring_schema()
+    with conn.transaction():
+        for name, value in refresh_settings(conn).items():
+            conn.execute("select set_config(%s, %s, true)", (name, value))
+        facts = update_batch_facts(conn, full=full)
+        for relation in (HEALTH_VIEW, REFRESH_VIEW):
+            conn.execute(_refresh_statement(conn, schema, relation))
+    return facts
 
 
 def _refresh_statement(conn: psycopg.Connection, schema: str, relation: str) -> sql.Composed:

@@ -1,7 +1,7 @@
 {#- Views that never vanish, and schema names that never reach SQL unchecked.
 
     A model whose relation cannot be replaced in place (a view whose columns changed type, the
-    materialized view whose definition changed) is built beside the old one; then, in the
+    materialized view whose definition changed, a table) is built beside the old one; then, in the
     model's one transaction, the old relation is renamed to a retired name
     (`<name>__cj_retired_<run>`) and the new one renamed into place. Readers wait on the lock
     for the two renames and never find the relation missing; a run killed at any moment leaves
@@ -79,7 +79,7 @@ begin
             inner join pg_catalog.pg_namespace as n on c.relnamespace = n.oid
             where
                 n.nspname = {{ cj_literal(target.schema) }}
-                and c.relkind in ('v', 'm')
+                and c.relkind in ('v', 'm', 'r')
                 and strpos(c.relname, {{ cj_literal(cj_retired_suffix()) }}) > 0
                 and not exists (
                     select
@@ -91,7 +91,9 @@ begin
         loop
             execute format(
                 'drop %s %I.%I',
-                case retired.relkind when 'm' then 'materialized view' else 'view' end,
+                case retired.relkind
+                    when 'm' then 'materialized view' when 'r' then 'table' else 'view'
+                end,
                 {{ cj_literal(target.schema) }},
                 retired.relname
             );

@@ -1,12 +1,14 @@
 """The timed figures of `cj-health bench`, each measured against something in the same run.
 
-- refresh: REFRESH MATERIALIZED VIEW CONCURRENTLY of cj_batch_health, interleaved with
+- refresh: the full refresh as `cj-health refresh --full` runs it (every batch's stored facts
+  recomputed, then REFRESH MATERIALIZED VIEW CONCURRENTLY of cj_batch_health), interleaved with
 - the lower bound: one aggregate scan of each source table grouped by batch (what the view
   needs, without joining, deciding or writing), run as EXPLAIN ANALYZE so that the server
   computes every aggregate and sends no rows;
 - the alert query Grafana's stuck-finalization rule runs: p50 and p99 latency;
 - the view's size after each refresh: its growth over the repeated refreshes;
-- the steady-state refresh: the same refresh after 1 % of the batches had new activity;
+- the steady-state refresh: `cj-health refresh` (only the changed batches' facts recomputed)
+  after 1 % of the batches had new activity;
 - the longest wait of a reader of the view while a concurrent refresh runs;
 - finalize_scoring on one big batch, and the share of it that the BT fit takes.
 
@@ -129,8 +131,15 @@ def health_view() -> sql.Composed:
     return sql.Identifier(monitoring_schema(), HEALTH_VIEW)
 
 
-def refresh_statement() -> sql.Composed:
-    return sql.SQL("refresh materialized view concurrently {}").format(health_view())
+def timed_refresh(conn: psycopg.Connection, *, full: bool) -> float:
+    """Seconds of one refresh as `cj-health refresh` runs it (cj_health.build: the stored
+    facts, then both materialized views, in one transaction); `full` recomputes every
+    batch's facts, else only those of batches whose rows changed."""
+    from cj_health.build import refresh_in_transaction
+
+    started = time.perf_counter()
+    refresh_in_transaction(conn, full=full)
+    return time.perf_counter() - started
 
 
 def apply_refresh_settings(conn: psycopg.Connection) -> dict[str, str]:
@@ -173,11 +182,11 @@ def refresh_and_bound(database: Database, repeat: int) -> Interleaved:
     with connect(database, autocommit=True) as conn:
         _set_source_path(conn)
         result.settings = apply_refresh_settings(conn)
-        _timed(conn, refresh_statement())
+        timed_refresh(conn, full=True)
         result.view_bytes.append(view_size(conn))
         lower_bound_once(conn)
         for _ in range(repeat):
-            result.refresh_seconds.append(_timed(conn, refresh_statement()))
+            result.refresh_seconds.append(timed_refresh(conn, full=True))
             result.view_bytes.append(view_size(conn))
             per_table = lower_bound_once(conn)
             result.bound_seconds.append(sum(per_table.values()))
@@ -255,7 +264,7 @@ def steady_refresh(database: Database, repeat: int, faulty: list[int]) -> Steady
         apply_refresh_settings(conn)
         for run in range(repeat):
             result.changed_batches.append(add_activity(conn, activity_slot(run), faulty))
-            result.refresh_seconds.append(_timed(conn, refresh_statement()))
+            result.refresh_seconds.append(timed_refresh(conn, full=False))
     return result
 
 
@@ -321,7 +330,7 @@ def reader_wait(database: Database, idle_reads: int = 50) -> ReaderWait:
 
         def refresh() -> None:
             try:
-                refresh_time.append(_timed(refresher, refresh_statement()))
+                refresh_time.append(timed_refresh(refresher, full=True))
             except BaseException as exc:  # re-raised in the main thread
                 failure.append(exc)
             finally:

@@ -23,6 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "refresh",
         help="refresh cj_batch_health now (REFRESH MATERIALIZED VIEW CONCURRENTLY, no dbt)",
     )
+    refresh.add_argument(
+        "--full",
+        action="store_true",
+        help="recompute the stored facts of every batch, not only of the batches whose rows "
+        "changed (the periodic full rebuild; docs/scheduling.md)",
+    )
     refresh.set_defaults(handler=cmd_refresh)
 
 
@@ -61,7 +67,12 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
     database = resolve_target().database
     with recorded_run(database, "refresh") as run:
-        result = refresh(database)
-        run.summary = {"batches": result.batches, "alerting": result.alerting}
+        result = refresh(database, full=args.full)
+        run.summary = {
+            "batches": result.batches,
+            "alerting": result.alerting,
+            "facts_mode": result.facts.mode,
+            "facts_recomputed": result.facts.recomputed,
+        }
     print(result.summary())
     return 0

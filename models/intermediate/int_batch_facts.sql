@@ -2,7 +2,9 @@
     clock or a threshold. The rule columns at the end (`projections_expected` ...) are the one
     definition that both the problem codes (int_batch_health) and the invariants
     (macros/invariants) use. -#}
-with uploads as (
+{# `not materialized`: read twice below, and a condition on one batch (the refresh
+    recomputing a few batches) must still reach the table's primary key. #}
+with uploads as not materialized (
     select * from {{ ref('stg_cj__batch_uploads') }}
 ),
 

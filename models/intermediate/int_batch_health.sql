@@ -4,7 +4,9 @@
     judged at cj_health_as_of(): now() when the view is refreshed. No column holds that time
     or the minutes since activity, so the row of a batch whose verdict did not change stays
     the same row: REFRESH ... CONCURRENTLY rewrites only the batches that changed. The
-    refresh time is kept once, in cj_batch_health_refresh. -#}
+    refresh time is kept once, in cj_batch_health_refresh. The facts come from the stored
+    table int_batch_facts_incremental, which a refresh updates only for the batches whose
+    rows changed; the clock-based rules here are judged for every batch at every refresh. -#}
 {%- set codes = cj_problem_codes() -%}
 {%- set alerting = [] -%}
 {%- for problem in codes if problem.severity in cj_alerting_severities() -%}
@@ -12,7 +14,7 @@
 {%- endfor -%}
 
 with facts as (
-    select * from {{ ref('int_batch_facts') }}
+    select * from {{ ref('int_batch_facts_incremental') }}
 ),
 
 timed as (

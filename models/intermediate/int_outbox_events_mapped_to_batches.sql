@@ -4,12 +4,15 @@
     assessed twice has its bos-keyed events matched to both CJ batches. Events of other
     topics are left out. The failure event carries the correlation id its caller passed, not
     necessarily the upload's, so only the three finalization events are checked for it. -#}
-with events as (
+{# Each upload looks up its own events (a lateral subquery that `offset 0` keeps apart, so
+    the upload's key reaches ix_event_outbox_aggregate_id): a refresh that recomputes one
+    batch reads that batch's events, not the whole outbox. `not materialized`: read twice. #}
+with events as not materialized (
     select * from {{ ref('stg_cj__event_outbox') }}
     where event_kind is not null
 ),
 
-uploads as (
+uploads as not materialized (
     select
         cj_batch_id,
         bos_batch_id,
@@ -21,20 +24,32 @@ bos_keyed_events as (
     select
         uploads.cj_batch_id,
         uploads.event_correlation_id as expected_correlation_id,
-        events.*
-    from events
-    inner join uploads on events.aggregate_id = uploads.bos_batch_id
-    where events.event_kind in ('completion', 'resource', 'failure')
+        batch_events.*
+    from uploads
+    cross join lateral (
+        select events.* from events
+        where
+            events.aggregate_id = uploads.bos_batch_id
+            and events.event_kind in ('completion', 'resource', 'failure')
+        -- a fence for the planner (see above), not a limit
+        offset 0  -- noqa: AM09
+    ) as batch_events
 ),
 
 result_events as (
     select
         uploads.cj_batch_id,
         uploads.event_correlation_id as expected_correlation_id,
-        events.*
-    from events
-    inner join uploads on events.aggregate_id = uploads.cj_batch_id::text
-    where events.event_kind = 'result'
+        batch_events.*
+    from uploads
+    cross join lateral (
+        select events.* from events
+        where
+            events.aggregate_id = uploads.cj_batch_id::text
+            and events.event_kind = 'result'
+        -- a fence for the planner (see above), not a limit
+        offset 0  -- noqa: AM09
+    ) as batch_events
 ),
 
 unioned as (

@@ -1,0 +1,258 @@
+"""The stored per-batch facts: int_batch_facts kept as the table int_batch_facts_incremental,
+brought up to date at each refresh for the batches whose rows changed.
+
+A batch's facts change only when one of its service rows is inserted, updated or deleted.
+Inserts and updates are found by transaction id, not by the service's timestamps (which the
+service writes itself, not always, and sometimes from its own clock): a row whose `xmin` is
+at least the watermark (`changes_after_xid`, the oldest transaction the previous refresh's
+snapshot could not see) was written since, and its batch is recomputed. Deletes leave no row
+behind: the service tables' delete counters (pg_stat_user_tables.n_tup_del) are kept with
+the watermark, and when they moved every batch is rebuilt. So is every batch when the
+anchor references or the assessment instructions changed (they decide many batches' facts),
+when there is no watermark (the first refresh after `dbt run`, which clears it), and on
+`cj-health refresh --full`. The facts of a batch whose upload is gone are deleted. Only
+rows whose facts differ are written, so an unchanged batch is an unchanged row.
+
+`update_batch_facts` runs inside the caller's transaction (`cj_health.build.refresh`), before
+the concurrent refresh of cj_batch_health, and holds the watermark table's lock to the end
+of it: one writer of the facts at a time (`dbt run` takes the same lock).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from cj_health.db import monitoring_schema, source_schema
+from cj_health.errors import CjHealthError
+
+FACTS_VIEW = "int_batch_facts"
+FACTS_TABLE = "int_batch_facts_incremental"
+WATERMARK_TABLE = "cj_batch_facts_watermark"
+
+# Service tables whose every row belongs to one batch: the column naming it.
+BATCH_KEYED_TABLES = {
+    "cj_batch_uploads": "id",
+    "cj_batch_states": "batch_id",
+    "cj_processed_essays": "cj_batch_id",
+    "cj_comparison_pairs": "cj_batch_id",
+    "grade_projections": "cj_batch_id",
+}
+# Outbox rows name their batch by aggregate_id: the upload's bos_batch_id, or the CJ batch id.
+OUTBOX_TABLE = "event_outbox"
+# Tables that decide the facts of every batch of an assignment or course: a change to one of
+# them rebuilds every batch.
+SHARED_TABLES = ("anchor_essay_references", "assessment_instructions")
+SOURCE_TABLES = (*BATCH_KEYED_TABLES, OUTBOX_TABLE, *SHARED_TABLES)
+# Past this many transactions since the watermark, 32-bit xmin arithmetic is not trusted.
+MAX_XID_DISTANCE = 1 << 30
+
+
+@dataclass(frozen=True)
+class FactsUpdate:
+    """What one update of the stored facts did."""
+
+    mode: str  # "incremental" or "full"
+    reason: str  # why a full rebuild, or "" for an incremental update
+    recomputed: int  # batches recomputed (every batch on a full rebuild)
+    written: int  # facts rows inserted or changed
+    deleted: int  # facts rows of deleted batches removed
+    batch_ids: tuple[int, ...] = ()  # the batches an incremental update recomputed
+
+    def summary(self) -> str:
+        why = f" ({self.reason})" if self.reason else ""
+        return (
+            f"facts: {self.mode}{why}, {self.recomputed} batches recomputed,"
+            f" {self.written} rows written, {self.deleted} deleted"
+        )
+
+
+def _facts() -> sql.Composed:
+    return sql.Identifier(monitoring_schema(), FACTS_TABLE)
+
+
+def _watermark() -> sql.Composed:
+    return sql.Identifier(monitoring_schema(), WATERMARK_TABLE)
+
+
+def _source(table: str) -> sql.Composed:
+    return sql.Identifier(source_schema(), table)
+
+
+def facts_columns(conn: psycopg.Connection) -> list[str]:
+    """The stored table's columns that the facts view also has, in the table's order."""
+    rows = conn.execute(
+        "select a.attname from pg_catalog.pg_attribute a"
+        " join pg_catalog.pg_class c on c.oid = a.attrelid"
+        " join pg_catalog.pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = %s and c.relname = %s and a.attnum > 0 and not a.attisdropped"
+        " and a.attname in (select v.attname from pg_catalog.pg_attribute v"
+        "   join pg_catalog.pg_class vc on vc.oid = v.attrelid"
+        "   where vc.relnamespace = n.oid and vc.relname = %s"
+        "   and v.attnum > 0 and not v.attisdropped)"
+        " order by a.attnum",
+        (monitoring_schema(), FACTS_TABLE, FACTS_VIEW),
+    ).fetchall()
+    return [name for (name,) in rows]
+
+
+def source_deletions(conn: psycopg.Connection) -> dict[str, int]:
+    """Rows ever deleted from each service table, as the statistics system counts them."""
+    rows = conn.execute(
+        "select relname, n_tup_del from pg_catalog.pg_stat_user_tables"
+        " where schemaname = %s and relname = any(%s) order by relname",
+        (source_schema(), list(SOURCE_TABLES)),
+    ).fetchall()
+    return {name: int(count) for name, count in rows}
+
+
+def _written_since(distance: int) -> sql.Composed:
+    """A row written by a transaction at most `distance` transactions before this one (the
+    caller's transaction has an id: age() counts from it)."""
+    return sql.SQL("age(xmin) between 0 and {}").format(sql.Literal(distance))
+
+
+def changed_batches(conn: psycopg.Connection, distance: int) -> list[int]:
+    """Batches with a service row inserted or updated within the last `distance` transactions."""
+    written = _written_since(distance)
+    arms = [
+        sql.SQL("select {} as cj_batch_id from {} where {}").format(
+            sql.Identifier(column), _source(table), written
+        )
+        for table, column in BATCH_KEYED_TABLES.items()
+    ]
+    events = sql.SQL("(select aggregate_id from {} where {})").format(
+        _source(OUTBOX_TABLE), written
+    )
+    uploads = _source("cj_batch_uploads")
+    arms.append(
+        sql.SQL(
+            "select uploads.id from {} as uploads join {} as events"
+            " on events.aggregate_id = uploads.bos_batch_id"
+        ).format(uploads, events)
+    )
+    arms.append(
+        sql.SQL(
+            "select uploads.id from {} as uploads join {} as events"
+            " on events.aggregate_id = uploads.id::text"
+        ).format(uploads, events)
+    )
+    query = sql.SQL(" union ").join(arms)
+    return sorted(batch for (batch,) in conn.execute(query))
+
+
+def shared_tables_changed(conn: psycopg.Connection, distance: int) -> bool:
+    written = _written_since(distance)
+    query = sql.SQL(" or ").join(
+        sql.SQL("exists (select from {} where {})").format(_source(table), written)
+        for table in SHARED_TABLES
+    )
+    return bool(conn.execute(sql.SQL("select ") + query).fetchone()[0])
+
+
+def _upsert(conn: psycopg.Connection, columns: list[str], batches: list[int] | None) -> int:
+    """Recompute the facts of `batches` (None: every batch) and write the rows that differ."""
+    names = sql.SQL(", ").join(map(sql.Identifier, columns))
+    stored = sql.SQL(", ").join(sql.Identifier(FACTS_TABLE, name) for name in columns)
+    fresh = sql.SQL(", ").join(sql.Identifier("excluded", name) for name in columns)
+    view = sql.Identifier(monitoring_schema(), FACTS_VIEW)
+    if batches is None:
+        source = sql.SQL("select {names} from {view}").format(names=names, view=view)
+    else:
+        # One batch at a time: a condition on one cj_batch_id reaches every service table's
+        # batch index through the views (`offset 0` keeps it a subquery of its own, planned
+        # with that condition, instead of a join over every batch).
+        source = sql.SQL(
+            "select recomputed.* from unnest(%s::integer[]) as scope (cj_batch_id)"
+            " cross join lateral (select {names} from {view} as facts"
+            " where facts.cj_batch_id = scope.cj_batch_id offset 0) as recomputed"
+        ).format(names=names, view=view)
+    statement = sql.SQL(
+        "insert into {facts} as {alias} ({names}) {source}"
+        " on conflict (cj_batch_id) do update set ({names}) = row({fresh})"
+        " where row({stored}) is distinct from row({fresh})"
+    ).format(
+        facts=_facts(),
+        alias=sql.Identifier(FACTS_TABLE),
+        names=names,
+        source=source,
+        stored=stored,
+        fresh=fresh,
+    )
+    cursor = conn.execute(statement, (batches,) if batches is not None else None)
+    return cursor.rowcount
+
+
+def _delete_gone(conn: psycopg.Connection) -> int:
+    cursor = conn.execute(
+        sql.SQL(
+            "delete from {} as facts where not exists"
+            " (select from {} as uploads where uploads.id = facts.cj_batch_id)"
+        ).format(_facts(), _source("cj_batch_uploads"))
+    )
+    return cursor.rowcount
+
+
+def update_batch_facts(conn: psycopg.Connection, *, full: bool = False) -> FactsUpdate:
+    """Bring int_batch_facts_incremental up to date; see the module docstring. `conn` must be
+    in a transaction, which the caller commits."""
+    try:
+        conn.execute(sql.SQL("lock table {} in share row exclusive mode").format(_watermark()))
+    except psycopg.errors.UndefinedTable:
+        raise CjHealthError(
+            f"{monitoring_schema()}.{WATERMARK_TABLE} does not exist; run `cj-health build`"
+        ) from None
+    # An id for this transaction first: age(xmin) counts from it, and the snapshot taken
+    # next (the watermark for the next refresh) cannot see anything this one misses.
+    current_xid = int(conn.execute("select pg_current_xact_id()::text").fetchone()[0])
+    horizon = int(
+        conn.execute("select pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()[0]
+    )
+    deletions = source_deletions(conn)
+    stored = conn.execute(
+        sql.SQL("select changes_after_xid::text, source_deletions from {}").format(_watermark())
+    ).fetchone()
+    columns = facts_columns(conn)
+    if not columns:
+        raise CjHealthError(
+            f"{monitoring_schema()}.{FACTS_TABLE} does not exist; run `cj-health build`"
+        )
+
+    reason = ""
+    batches: list[int] | None = None
+    if full:
+        reason = "requested"
+    elif stored is None:
+        reason = "first refresh after a build"
+    elif stored[1] != deletions:
+        reason = "rows were deleted from a service table"
+    else:
+        distance = current_xid - int(stored[0])
+        if distance > MAX_XID_DISTANCE:
+            reason = "too many transactions since the last refresh"
+        elif shared_tables_changed(conn, distance):
+            reason = "anchor references or assessment instructions changed"
+        else:
+            batches = changed_batches(conn, distance)
+
+    written = _upsert(conn, columns, batches) if batches != [] else 0
+    deleted = _delete_gone(conn)
+    conn.execute(
+        sql.SQL(
+            "insert into {table} (changes_after_xid, source_deletions, recomputed_at,"
+            " rebuilt_at) values (%s::text::xid8, %s, now(), now())"
+            " on conflict (is_current) do update set"
+            " changes_after_xid = excluded.changes_after_xid,"
+            " source_deletions = excluded.source_deletions,"
+            " recomputed_at = excluded.recomputed_at,"
+            " rebuilt_at = case when %s then excluded.rebuilt_at else {table}.rebuilt_at end"
+        ).format(table=_watermark()),
+        (str(horizon), Jsonb(deletions), batches is None),
+    )
+    if batches is None:
+        recomputed = conn.execute(sql.SQL("select count(*) from {}").format(_facts())).fetchone()
+        return FactsUpdate("full", reason, int(recomputed[0]), written, deleted)
+    return FactsUpdate("incremental", "", len(batches), written, deleted, tuple(batches))
