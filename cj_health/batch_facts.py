@@ -26,6 +26,8 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from cj_health import change_feed
+from cj_health.change_feed import BATCH_KEYED_TABLES, OUTBOX_TABLE, SHARED_TABLES
 from cj_health.db import monitoring_schema, source_schema
 from cj_health.errors import CjHealthError
 
@@ -33,19 +35,6 @@ FACTS_VIEW = "int_batch_facts"
 FACTS_TABLE = "int_batch_facts_incremental"
 WATERMARK_TABLE = "cj_batch_facts_watermark"
 
-# Service tables whose every row belongs to one batch: the column naming it.
-BATCH_KEYED_TABLES = {
-    "cj_batch_uploads": "id",
-    "cj_batch_states": "batch_id",
-    "cj_processed_essays": "cj_batch_id",
-    "cj_comparison_pairs": "cj_batch_id",
-    "grade_projections": "cj_batch_id",
-}
-# Outbox rows name their batch by aggregate_id: the upload's bos_batch_id, or the CJ batch id.
-OUTBOX_TABLE = "event_outbox"
-# Tables that decide the facts of every batch of an assignment or course: a change to one of
-# them rebuilds every batch.
-SHARED_TABLES = ("anchor_essay_references", "assessment_instructions")
 SOURCE_TABLES = (*BATCH_KEYED_TABLES, OUTBOX_TABLE, *SHARED_TABLES)
 # Past this many transactions since the watermark, 32-bit xmin arithmetic is not trusted.
 MAX_XID_DISTANCE = 1 << 30
@@ -61,9 +50,11 @@ class FactsUpdate:
     written: int  # facts rows inserted or changed
     deleted: int  # facts rows of deleted batches removed
     batch_ids: tuple[int, ...] = ()  # the batches an incremental update recomputed
+    found_by: str = ""  # incremental: "change feed" or "service tables" (read by xmin)
 
     def summary(self) -> str:
-        why = f" ({self.reason})" if self.reason else ""
+        cause = self.reason or (f"found by {self.found_by}" if self.found_by else "")
+        why = f" ({cause})" if cause else ""
         return (
             f"facts: {self.mode}{why}, {self.recomputed} batches recomputed,"
             f" {self.written} rows written, {self.deleted} deleted"
@@ -186,12 +177,15 @@ def _upsert(conn: psycopg.Connection, columns: list[str], batches: list[int] | N
     return cursor.rowcount
 
 
-def _delete_gone(conn: psycopg.Connection) -> int:
+def _delete_gone(conn: psycopg.Connection, batches: list[int] | None) -> int:
+    """Remove the facts of batches whose upload is gone: of `batches`, or of any batch."""
+    scope = sql.SQL("facts.cj_batch_id = any(%s) and ") if batches is not None else sql.SQL("")
     cursor = conn.execute(
         sql.SQL(
-            "delete from {} as facts where not exists"
+            "delete from {} as facts where {}not exists"
             " (select from {} as uploads where uploads.id = facts.cj_batch_id)"
-        ).format(_facts(), _source("cj_batch_uploads"))
+        ).format(_facts(), scope, _source("cj_batch_uploads")),
+        (batches,) if batches is not None else None,
     )
     return cursor.rowcount
 
@@ -213,20 +207,34 @@ def update_batch_facts(conn: psycopg.Connection, *, full: bool = False) -> Facts
     )
     deletions = source_deletions(conn)
     stored = conn.execute(
-        sql.SQL("select changes_after_xid::text, source_deletions from {}").format(_watermark())
+        sql.SQL(
+            "select changes_after_xid::text, source_deletions, used_change_feed from {}"
+        ).format(_watermark())
     ).fetchone()
     columns = facts_columns(conn)
     if not columns:
         raise CjHealthError(
             f"{monitoring_schema()}.{FACTS_TABLE} does not exist; run `cj-health build`"
         )
+    # The feed's rows are taken whenever its queue exists, so that it never piles up; they
+    # are trusted alone only when every trigger is in place now and was at the previous
+    # refresh (which took every row written before it).
+    feed = change_feed.status(conn, count_pending=False)
+    fed = change_feed.take(conn) if feed.queue_exists else change_feed.NO_CHANGES
 
     reason = ""
+    found_by = ""
     batches: list[int] | None = None
     if full:
         reason = "requested"
     elif stored is None:
         reason = "first refresh after a build"
+    elif feed.complete and stored[2]:
+        if fed.everything:
+            reason = "anchor references or assessment instructions changed, or a truncate"
+        else:
+            found_by = "change feed"
+            batches = sorted(fed.batch_ids)
     elif stored[1] != deletions:
         reason = "rows were deleted from a service table"
     else:
@@ -236,23 +244,27 @@ def update_batch_facts(conn: psycopg.Connection, *, full: bool = False) -> Facts
         elif shared_tables_changed(conn, distance):
             reason = "anchor references or assessment instructions changed"
         else:
-            batches = changed_batches(conn, distance)
+            found_by = "service tables"
+            batches = sorted(set(changed_batches(conn, distance)) | fed.batch_ids)
 
     written = _upsert(conn, columns, batches) if batches != [] else 0
-    deleted = _delete_gone(conn)
+    # Found by the feed, a deleted batch is among the batches; found by reading the service
+    # tables, a delete forced a full rebuild, and any batch may be gone.
+    deleted = _delete_gone(conn, batches if found_by == "change feed" else None)
     conn.execute(
         sql.SQL(
-            "insert into {table} (changes_after_xid, source_deletions, recomputed_at,"
-            " rebuilt_at) values (%s::text::xid8, %s, now(), now())"
+            "insert into {table} (changes_after_xid, source_deletions, used_change_feed,"
+            " recomputed_at, rebuilt_at) values (%s::text::xid8, %s, %s, now(), now())"
             " on conflict (is_current) do update set"
             " changes_after_xid = excluded.changes_after_xid,"
             " source_deletions = excluded.source_deletions,"
+            " used_change_feed = excluded.used_change_feed,"
             " recomputed_at = excluded.recomputed_at,"
             " rebuilt_at = case when %s then excluded.rebuilt_at else {table}.rebuilt_at end"
         ).format(table=_watermark()),
-        (str(horizon), Jsonb(deletions), batches is None),
+        (str(horizon), Jsonb(deletions), feed.complete, batches is None),
     )
     if batches is None:
         recomputed = conn.execute(sql.SQL("select count(*) from {}").format(_facts())).fetchone()
         return FactsUpdate("full", reason, int(recomputed[0]), written, deleted)
-    return FactsUpdate("incremental", "", len(batches), written, deleted, tuple(batches))
+    return FactsUpdate("incremental", "", len(batches), written, deleted, tuple(batches), found_by)

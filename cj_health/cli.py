@@ -13,13 +13,24 @@ import sys
 
 import psycopg
 
-from cj_health.commands import ack, bench, build, check, db, demo, eng5, inspect, status
+from cj_health.commands import (
+    ack,
+    bench,
+    build,
+    change_feed,
+    check,
+    db,
+    demo,
+    eng5,
+    inspect,
+    status,
+)
 from cj_health.errors import EXIT_USAGE, CjHealthError
 
 # The commands, in the order `cj-health --help` lists them. Each module defines
 # register(subparsers) -> None; its parsers set `handler(args) -> int`. The modules import
 # their heavy dependencies (dbt, GX, the ENG5 runner) inside the handlers.
-COMMANDS = (db, build, check, eng5, inspect, ack, demo, bench, status)
+COMMANDS = (db, build, check, eng5, inspect, ack, demo, bench, status, change_feed)
 
 
 class OneLineParser(argparse.ArgumentParser):

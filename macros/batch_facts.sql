@@ -25,6 +25,11 @@ create table if not exists {{ schema }}.{{ batch_facts_watermark_table() }} (
     recomputed_at timestamptz not null,
     rebuilt_at timestamptz not null
 );
+
+-- Whether the refresh that wrote the row took the change feed with every trigger in place
+-- (cj_health/change_feed.py): only then can the next refresh trust the feed alone.
+alter table {{ schema }}.{{ batch_facts_watermark_table() }}
+add column if not exists used_change_feed boolean not null default false;
 {%- endmacro %}
 
 

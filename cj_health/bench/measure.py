@@ -160,9 +160,7 @@ def _timed(conn: psycopg.Connection, statement) -> float:
 
 
 def _set_source_path(conn: psycopg.Connection) -> None:
-    conn.execute(
-        sql.SQL("set search_path to {}").format(sql.Identifier(source_schema_name()))
-    )
+    conn.execute(sql.SQL("set search_path to {}").format(sql.Identifier(source_schema_name())))
 
 
 def lower_bound_once(conn: psycopg.Connection) -> dict[str, float]:
@@ -255,17 +253,85 @@ def add_activity(conn: psycopg.Connection, slot: int, faulty: list[int]) -> int:
     ).fetchone()[0]
 
 
-def steady_refresh(database: Database, repeat: int, faulty: list[int]) -> SteadyRefresh:
+def steady_refresh(
+    database: Database, repeat: int, faulty: list[int], *, first_run: int = 0
+) -> SteadyRefresh:
     """`repeat` refreshes, each after new activity on a different 1 % of the batches (the
-    `faulty` ones left alone)."""
+    `faulty` ones left alone); `first_run` picks the first of those 1 % slices."""
     result = SteadyRefresh()
     with connect(database, autocommit=True) as conn:
         _set_source_path(conn)
         apply_refresh_settings(conn)
-        for run in range(repeat):
+        for run in range(first_run, first_run + repeat):
             result.changed_batches.append(add_activity(conn, activity_slot(run), faulty))
             result.refresh_seconds.append(timed_refresh(conn, full=False))
     return result
+
+
+def install_change_feed(database: Database) -> None:
+    """Install the change feed (cj_health.change_feed) and run the one refresh that still
+    reads the service tables, so the next refreshes take their changes from the feed."""
+    from cj_health import change_feed
+
+    with connect(database, autocommit=True) as conn:
+        _set_source_path(conn)
+        apply_refresh_settings(conn)
+        change_feed.install(conn)
+        timed_refresh(conn, full=False)
+
+
+def remove_change_feed(database: Database) -> None:
+    from cj_health import change_feed
+
+    with connect(database, autocommit=True) as conn:
+        change_feed.remove(conn)
+
+
+def settle(database: Database) -> None:
+    """One untimed refresh: takes what earlier writes left for the next one."""
+    with connect(database, autocommit=True) as conn:
+        _set_source_path(conn)
+        apply_refresh_settings(conn)
+        timed_refresh(conn, full=False)
+
+
+# One comparison callback as the service writes it: the pair's result, then the batch's
+# counters and activity time, in one transaction.
+CALLBACK_STATEMENTS: tuple[str, ...] = (
+    """update cj_comparison_pairs set winner = 'essay_b', completed_at = now()
+       where id = %(pair)s""",
+    """update cj_batch_states set completed_comparisons = completed_comparisons + 1,
+       last_activity_at = now() where batch_id = %(batch)s""",
+)
+
+
+def callback_writes(database: Database, pairs: list[tuple[int, int]]) -> list[float]:
+    """Seconds of each callback transaction (CALLBACK_STATEMENTS) over `pairs` (pair id,
+    batch id): the service's most frequent write, for the change feed's cost on it."""
+    seconds = []
+    with connect(database, autocommit=True) as conn:
+        _set_source_path(conn)
+        for pair, batch in pairs:
+            started = time.perf_counter()
+            with conn.transaction():
+                for statement in CALLBACK_STATEMENTS:
+                    conn.execute(statement, {"pair": pair, "batch": batch})
+            seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def callback_pairs(database: Database, count: int, faulty: list[int]) -> list[tuple[int, int]]:
+    """Up to `count` pending pairs of healthy batches, spread over the table, for
+    callback_writes (a callback completes a pending pair: the counters stay true)."""
+    with connect(database) as conn:
+        _set_source_path(conn)
+        rows = conn.execute(
+            "select id, cj_batch_id from cj_comparison_pairs"
+            " where winner is null and cj_batch_id <> all(%s)"
+            " order by md5(id::text) limit %s",
+            (faulty, count),
+        ).fetchall()
+    return [(int(pair), int(batch)) for pair, batch in rows]
 
 
 def stuck_alert_query() -> tuple[str, str]:
@@ -316,9 +382,10 @@ def reader_wait(database: Database, idle_reads: int = 50) -> ReaderWait:
     """A reader loops over the view on its own connection while another connection runs
     REFRESH ... CONCURRENTLY; the longest single read is the wait a dashboard would see."""
     reader_sql = sql.SQL(READER_SQL).format(health_view())
-    with connect(database, autocommit=True) as reader, connect(
-        database, autocommit=True
-    ) as refresher:
+    with (
+        connect(database, autocommit=True) as reader,
+        connect(database, autocommit=True) as refresher,
+    ):
         reader.prepare_threshold = None
         apply_refresh_settings(refresher)
         idle = []

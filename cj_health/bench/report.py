@@ -128,7 +128,11 @@ def render_table(report: dict[str, Any]) -> str:
              f"{f['view_size']['last_bytes'] / 1e6:.1f} MB"),
         _row("refresh after 1 % active (median)", f["steady_refresh"]["median_ms"], "ms",
              f"{f['steady_refresh']['changed_batches']:g} batches changed; "
-             f"{f['steady_refresh']['ratio_to_lower_bound']:.2f} x lower bound"),
+             f"{f['steady_refresh']['ratio_to_lower_bound']:.2f} x lower bound; change feed"),
+        _row("  the same without the change feed", f["steady_refresh_without_feed"]["median_ms"],
+             "ms", f"{f['steady_refresh_without_feed']['ratio_to_lower_bound']:.2f} x lower "
+             "bound; reads the service tables"),
+        *_write_cost_rows(f.get("change_feed_write_cost")),
         _row("naive peer (inspect per batch)", peer["seconds"] * 1000.0, "ms",
              f"{peer['per_batch_ms']:.3f} ms/batch; {peer_note}"),
         _row("naive peer / refresh", r["naive_peer_over_refresh"], "x", ""),
@@ -158,6 +162,16 @@ def render_table(report: dict[str, Any]) -> str:
         f"{'<= ' + format(GROWTH_TARGET, 'g'):<10}compare two reports (docs/performance.md)"
     )
     return "\n".join(lines)
+
+
+def _write_cost_rows(cost: dict[str, Any] | None) -> list[str]:
+    if cost is None:
+        return ["callback write with the change feed              -  no pending pair to complete"]
+    return [
+        _row("callback write with the change feed", cost["callback_median_ms_with_feed"], "ms",
+             f"{cost['ratio']:.2f} x without ({cost['callback_median_ms_without_feed']:.3f} ms);"
+             f" {cost['transactions_each']} transactions each"),
+    ]
 
 
 def _row(label: str, value: float, unit: str, note: str) -> str:

@@ -32,6 +32,8 @@ PEER_SAMPLE_ABOVE = 2_000  # and an even sample of this many above (extrapolated
 FINALIZER_ESSAYS = 200
 FINALIZER_COMPARISONS = 4000
 FINALIZER_RUNS = 3  # batches finalized; medians reported
+CALLBACK_BLOCKS = 3  # callback-write blocks without, then with, the change feed
+CALLBACK_BLOCK = 200  # callback transactions per block (fewer when fewer pairs are pending)
 BENCH_DB_PREFIX = "cj_bench_"
 SETTINGS_SHOWN = ("shared_buffers", "work_mem", "max_parallel_workers_per_gather", "jit")
 
@@ -111,9 +113,7 @@ def drop_bench_database(server: Database, bench: Database) -> None:
         raise CjHealthError(f"refusing to drop {bench.dbname}: not a benchmark database")
     with connect(server, autocommit=True) as conn:
         conn.execute(
-            sql.SQL("drop database if exists {} with (force)").format(
-                sql.Identifier(bench.dbname)
-            )
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(bench.dbname))
         )
 
 
@@ -152,9 +152,7 @@ def run_bench(
 def _run_in(bench: Database, options: BenchOptions, log: Log) -> dict[str, Any]:
     init_schema(bench)
     log(f"generating {options.batches} batches")
-    summary = generate.generate(
-        bench, options.batches, progress=progress_printer("batches", log)
-    )
+    summary = generate.generate(bench, options.batches, progress=progress_printer("batches", log))
     log(f"  {summary.essays} essays, {summary.comparison_pairs} pairs in {summary.seconds:.1f} s")
     log("building the dbt models")
     build_models(bench)
@@ -162,8 +160,31 @@ def _run_in(bench: Database, options: BenchOptions, log: Log) -> dict[str, Any]:
     log(f"refresh and lower bound, {options.repeat} runs each")
     timed = measure.refresh_and_bound(bench, options.repeat)
 
-    log(f"steady-state refresh: 1 % of the batches active, {options.repeat} runs")
     faulty = sorted({i for ids in summary.faulty_batch_ids.values() for i in ids})
+    # The service's callback write, without and then with the change feed's triggers, in
+    # alternating blocks so that both see the same machine.
+    callbacks = measure.callback_pairs(bench, CALLBACK_BLOCKS * CALLBACK_BLOCK * 2, faulty)
+    log(
+        f"steady-state refresh without the change feed: 1 % of the batches active, "
+        f"{options.repeat} runs"
+    )
+    scanning = measure.steady_refresh(bench, options.repeat, faulty, first_run=options.repeat)
+    log("callback writes without and with the change feed")
+    writes: dict[str, list[float]] = {"without_feed": [], "with_feed": []}
+    block = max(1, len(callbacks) // (2 * CALLBACK_BLOCKS))
+    for start in range(0, block * 2 * CALLBACK_BLOCKS, 2 * block):
+        writes["without_feed"] += measure.callback_writes(bench, callbacks[start : start + block])
+        measure.install_change_feed(bench)
+        writes["with_feed"] += measure.callback_writes(
+            bench, callbacks[start + block : start + 2 * block]
+        )
+        measure.remove_change_feed(bench)
+    measure.install_change_feed(bench)
+    measure.settle(bench)
+    log(
+        f"steady-state refresh with the change feed: 1 % of the batches active, "
+        f"{options.repeat} runs"
+    )
     steady = measure.steady_refresh(bench, options.repeat, faulty)
 
     ids = list(range(1, options.batches + 1))
@@ -226,7 +247,17 @@ def _run_in(bench: Database, options: BenchOptions, log: Log) -> dict[str, Any]:
             "changed_batches": statistics.median(steady.changed_batches),
             "median_ms": steady.refresh_median * 1000.0,
             "ratio_to_lower_bound": steady.refresh_median / timed.bound_median,
+            "found_by": "change feed",
         },
+        "steady_refresh_without_feed": {
+            "runs": len(scanning.refresh_seconds),
+            "runs_ms": _ms_list(scanning.refresh_seconds),
+            "changed_batches": statistics.median(scanning.changed_batches),
+            "median_ms": scanning.refresh_median * 1000.0,
+            "ratio_to_lower_bound": scanning.refresh_median / timed.bound_median,
+            "found_by": "service tables",
+        },
+        "change_feed_write_cost": _write_cost(writes),
         "naive_peer": {
             "queries_per_batch": naive_peer.QUERIES_PER_BATCH,
             "batches_run": peer.batches,
@@ -293,6 +324,21 @@ def _run_in(bench: Database, options: BenchOptions, log: Log) -> dict[str, Any]:
     if explain_text is not None:
         result["explain_refresh_query"] = explain_text
     return result
+
+
+def _write_cost(writes: dict[str, list[float]]) -> dict[str, Any] | None:
+    """The callback transaction's median without and with the feed (None: no pending pair
+    to complete in this database)."""
+    if not writes["without_feed"] or not writes["with_feed"]:
+        return None
+    without = statistics.median(writes["without_feed"])
+    with_feed = statistics.median(writes["with_feed"])
+    return {
+        "transactions_each": len(writes["with_feed"]),
+        "callback_median_ms_without_feed": without * 1000.0,
+        "callback_median_ms_with_feed": with_feed * 1000.0,
+        "ratio": with_feed / without,
+    }
 
 
 def _ms_list(seconds: list[float]) -> list[float]:
