@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from cj_health import change_feed
 from cj_health.db import Database, connect, monitoring_schema
 from cj_health.errors import EXIT_OK, EXIT_PROBLEMS_FOUND, CjHealthError
 from cj_health.monitoring_tables import (
@@ -48,6 +49,8 @@ class StatusReport:
     runs: list[dict[str, Any]] = field(default_factory=list)
     problem_codes: list[dict[str, Any]] = field(default_factory=list)
     open_incidents: list[dict[str, Any]] = field(default_factory=list)
+    # Information, not a problem: without a complete feed the refresh reads the service tables.
+    change_feed: str = ""
 
     @property
     def problems(self) -> list[str]:
@@ -93,6 +96,7 @@ class StatusReport:
                 }
                 for incident in self.open_incidents
             ],
+            "change_feed": self.change_feed,
             "problems": self.problems,
             "exit_code": self.exit_code,
         }
@@ -106,6 +110,7 @@ class StatusReport:
             f"target: {self.target}",
             f"view:   {monitoring_schema()}.{HEALTH_VIEW} refreshed {age};"
             f" {self.batches} batches, {self.alerting_batches} alerting",
+            self.change_feed,
             "",
             "last runs:",
         ]
@@ -195,6 +200,7 @@ def _read(conn: psycopg.Connection, database: Database) -> StatusReport:
     report.runs = _runs(conn)
     report.problem_codes = _problem_codes(conn)
     report.open_incidents = _open_incidents(conn)
+    report.change_feed = change_feed.status(conn).summary()
     return report
 
 

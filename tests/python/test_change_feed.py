@@ -30,6 +30,7 @@ from cj_health.batch_facts import FACTS_TABLE, FACTS_VIEW, facts_columns
 from cj_health.build import build, refresh
 from cj_health.db import Database, connect, monitoring_schema
 from cj_health.paths import project_dir
+from cj_health.status import load_status
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +219,10 @@ def test_an_incomplete_feed_is_reported_and_not_trusted(fed: Database) -> None:
     status = _status_command(fed)
     assert status.returncode == 1, status.stdout + status.stderr
     assert "INCOMPLETE" in status.stdout and "cj_comparison_pairs: update" in status.stdout
+    # `cj-health status` shows it, and does not alert for it: the refresh falls back.
+    report = load_status(fed)
+    assert report.change_feed.startswith("change feed: INCOMPLETE")
+    assert not any("feed" in problem for problem in report.problems)
     facts = refresh(fed).facts
     assert (facts.mode, facts.found_by) == ("incremental", "service tables")
     assert batch in facts.batch_ids
