@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg import sql
 
+from cj_health.batch_facts import FactsUpdate
 from cj_health.db import DEFAULT_MONITORING_SCHEMA, Database, connect, monitoring_schema
 from cj_health.db import source_schema as source_schema_name
 from cj_health.errors import CjHealthError
@@ -135,11 +136,16 @@ def timed_refresh(conn: psycopg.Connection, *, full: bool) -> float:
     """Seconds of one refresh as `cj-health refresh` runs it (cj_health.build: the stored
     facts, then both materialized views, in one transaction); `full` recomputes every
     batch's facts, else only those of batches whose rows changed."""
+    return timed_refresh_facts(conn, full=full)[0]
+
+
+def timed_refresh_facts(conn: psycopg.Connection, *, full: bool) -> tuple[float, FactsUpdate]:
+    """timed_refresh, with what the stored facts' update did."""
     from cj_health.build import refresh_in_transaction
 
     started = time.perf_counter()
-    refresh_in_transaction(conn, full=full)
-    return time.perf_counter() - started
+    facts = refresh_in_transaction(conn, full=full)
+    return time.perf_counter() - started, facts
 
 
 def apply_refresh_settings(conn: psycopg.Connection) -> dict[str, str]:
@@ -228,6 +234,8 @@ class SteadyRefresh:
 
     changed_batches: list[int] = field(default_factory=list)
     refresh_seconds: list[float] = field(default_factory=list)
+    recomputed_batches: list[int] = field(default_factory=list)  # by each refresh
+    found_by: list[str] = field(default_factory=list)  # how each refresh found them
 
     @property
     def refresh_median(self) -> float:
@@ -264,7 +272,10 @@ def steady_refresh(
         apply_refresh_settings(conn)
         for run in range(first_run, first_run + repeat):
             result.changed_batches.append(add_activity(conn, activity_slot(run), faulty))
-            result.refresh_seconds.append(timed_refresh(conn, full=False))
+            seconds, facts = timed_refresh_facts(conn, full=False)
+            result.refresh_seconds.append(seconds)
+            result.recomputed_batches.append(facts.recomputed)
+            result.found_by.append(facts.found_by or f"{facts.mode} ({facts.reason})")
     return result
 
 

@@ -211,14 +211,30 @@ def test_report_has_every_figure_and_target(small_run) -> None:
     # 1 % of the batches (ids in one residue class modulo 100) get new activity per run
     steady = figures["steady_refresh"]
     faulty = {i for ids in result["generated"]["faulty_batch_ids"].values() for i in ids}
-    active = [
-        sum(
-            1 for i in range(1, SMALL_RUN_BATCHES + 1)
-            if i % 100 == measure.activity_slot(run) and i not in faulty
-        )
-        for run in range(2)
-    ]
+
+    def active_in(runs: range) -> list[int]:
+        return [
+            sum(
+                1 for i in range(1, SMALL_RUN_BATCHES + 1)
+                if i % 100 == measure.activity_slot(run) and i not in faulty
+            )
+            for run in runs
+        ]
+
+    active = active_in(range(2))
     assert steady["runs"] == 2 and steady["changed_batches"] == statistics.median(active)
+    # With the change feed, exactly the active batches are recomputed; reading the service
+    # tables finds at least those.
+    assert steady["found_by"] == ["change feed"]
+    assert steady["recomputed_batches"] == active
+    scanning = figures["steady_refresh_without_feed"]
+    assert scanning["found_by"] == ["service tables"]
+    active_scanning = active_in(range(2, 4))  # its slices follow the feed's
+    assert all(
+        n >= a for n, a in zip(scanning["recomputed_batches"], active_scanning, strict=True)
+    )
+    cost = figures["change_feed_write_cost"]
+    assert cost is None or cost["ratio"] > 0
     # nothing changed between the repeated refreshes: stable rows keep the view's size
     assert len(figures["view_size"]["bytes_after_each_refresh"]) == 3
     assert figures["view_size"]["growth"] <= 1.2
