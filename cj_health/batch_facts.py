@@ -2,7 +2,16 @@
 brought up to date at each refresh for the batches whose rows changed.
 
 A batch's facts change only when one of its service rows is inserted, updated or deleted.
-Inserts and updates are found by transaction id, not by the service's timestamps (which the
+
+With the change feed installed (cj_health.change_feed), its triggers name those batches, and
+the refresh takes them from the feed's queue; it rebuilds every batch only when the feed
+says a shared table changed or a table was truncated. The feed is trusted only when every
+trigger was in place at the previous refresh too (`used_change_feed` in the watermark row)
+and is now; otherwise the refresh finds the changes as below, so a feed being installed,
+removed or disabled never loses a change (except a write made while a trigger was disabled
+and re-enabled between two refreshes; the hourly full rebuild bounds that).
+
+Without the feed, inserts and updates are found by transaction id, not by the service's timestamps (which the
 service writes itself, not always, and sometimes from its own clock): a row whose `xmin` is
 at least the watermark (`changes_after_xid`, the oldest transaction the previous refresh's
 snapshot could not see) was written since, and its batch is recomputed. Deletes leave no row
