@@ -3,7 +3,10 @@
     (variance of the scores - mean squared standard error) / variance of the scores, over
     student essays with both a score and a standard error; null below 3 such essays or when the
     scores do not vary; clamped at 0 below (error larger than the spread means no
-    separation at all). -#}
+    separation at all). The variance and the mean are taken over numeric, whose sums are
+    exact: the same rows give the same value in whatever order the plan reads them (over
+    double precision, a batch recomputed alone and every batch recomputed together differed
+    in the last bits, and a full rebuild rewrote unchanged rows). -#}
 with essay_projections as (
     select * from {{ ref('int_essays_joined_to_projections') }}
 ),
@@ -27,12 +30,12 @@ aggregated as (
         count(*) filter (
             where is_student and bt_score is not null and bt_se is not null
         ) as scored_student_count,
-        var_samp(bt_score) filter (
+        var_samp(bt_score::numeric) filter (
             where is_student and bt_se is not null
-        ) as student_score_variance,
-        avg(bt_se * bt_se) filter (
+        )::double precision as student_score_variance,
+        avg((bt_se * bt_se)::numeric) filter (
             where is_student and bt_score is not null
-        ) as student_mean_squared_se
+        )::double precision as student_mean_squared_se
     from essay_projections
     group by cj_batch_id
 ),
