@@ -11,16 +11,17 @@ and is now; otherwise the refresh finds the changes as below, so a feed being in
 removed or disabled never loses a change (except a write made while a trigger was disabled
 and re-enabled between two refreshes; the hourly full rebuild bounds that).
 
-Without the feed, inserts and updates are found by transaction id, not by the service's timestamps (which the
-service writes itself, not always, and sometimes from its own clock): a row whose `xmin` is
-at least the watermark (`changes_after_xid`, the oldest transaction the previous refresh's
-snapshot could not see) was written since, and its batch is recomputed. Deletes leave no row
-behind: the service tables' delete counters (pg_stat_user_tables.n_tup_del) are kept with
-the watermark, and when they moved every batch is rebuilt. So is every batch when the
-anchor references or the assessment instructions changed (they decide many batches' facts),
-when there is no watermark (the first refresh after `dbt run`, which clears it), and on
-`cj-health refresh --full`. The facts of a batch whose upload is gone are deleted. Only
-rows whose facts differ are written, so an unchanged batch is an unchanged row.
+Without the feed, inserts and updates are found by transaction id, not by the service's
+timestamps (which the service writes itself, not always, and sometimes from its own clock):
+a row whose `xmin` is at least the watermark (`changes_after_xid`, the oldest transaction
+the previous refresh's snapshot could not see) was written since, and its batch is
+recomputed. Deletes leave no row behind: the service tables' delete counters
+(pg_stat_user_tables.n_tup_del) are kept with the watermark, and when they moved every batch
+is rebuilt. So is every batch when the anchor references or the assessment instructions
+changed (they decide many batches' facts), when there is no watermark (the first refresh
+after `dbt run`, which clears it), and on `cj-health refresh --full`. The facts of a batch
+whose upload is gone are deleted. Only rows whose facts differ are written, so an unchanged
+batch is an unchanged row.
 
 `update_batch_facts` runs inside the caller's transaction (`cj_health.build.refresh`), before
 the concurrent refresh of cj_batch_health, and holds the watermark table's lock to the end

@@ -122,9 +122,11 @@ def _record(rows: str, table: str) -> sql.Composed:
     )
 
 
-def _function_body(table: str) -> sql.Composed:
+def _function_body(conn: psycopg.Connection, table: str) -> sql.Composed:
     """The trigger function of one table: PL/pgSQL plans a statement when it first runs it,
-    so each branch names only the transition tables its event has."""
+    so each branch names only the transition tables its event has. Nothing is recorded when
+    the queue is gone (dropped by hand): a service write never fails for the monitoring's
+    sake, and a missing queue makes the feed incomplete, so the refresh stops trusting it."""
     if table in SHARED_TABLES:
         body = _record("", table)
     else:
@@ -139,12 +141,16 @@ def _function_body(table: str) -> sql.Composed:
             new=_record("new_rows", table),
             old=_record("old_rows", table),
         )
-    return sql.SQL("begin {body} return null; end").format(body=body)
+    queue = sql.Literal(_queue().as_string(conn))
+    return sql.SQL(
+        "begin if pg_catalog.to_regclass({queue}) is not null then {body} end if;"
+        " return null; end"
+    ).format(queue=queue, body=body)
 
 
 def _install_table(conn: psycopg.Connection, table: str) -> None:
     target = sql.Identifier(source_schema(), table)
-    body = _function_body(table).as_string(conn)
+    body = _function_body(conn, table).as_string(conn)
     conn.execute(
         sql.SQL(
             "create or replace function {function}() returns trigger language plpgsql"

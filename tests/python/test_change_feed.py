@@ -9,7 +9,9 @@ On production's head schema with one batch per production shape, built once per 
   replication apply);
 - an anchor reference change or a truncate makes the next refresh rebuild every batch;
 - with one trigger disabled the feed is incomplete: `change-feed status` exits 1 and the
-  refresh reads the service tables again, finding the write the feed missed.
+  refresh reads the service tables again, finding the write the feed missed;
+- with the queue dropped by hand, service writes still succeed and the refresh falls back
+  the same way.
 """
 
 from __future__ import annotations
@@ -226,4 +228,27 @@ def test_an_incomplete_feed_is_reported_and_not_trusted(fed: Database) -> None:
     facts = refresh(fed).facts
     assert (facts.mode, facts.found_by) == ("incremental", "service tables")
     assert batch in facts.batch_ids
+    assert _stored_equals_full(fed)
+
+
+def test_a_dropped_queue_never_fails_a_service_write(fed: Database) -> None:
+    with connect(fed) as conn:
+        batch, _ = _two_batches(conn)
+        conn.execute(
+            sql.SQL("drop table {}").format(
+                sql.Identifier(monitoring_schema(), change_feed.QUEUE_TABLE)
+            )
+        )
+        conn.commit()
+        # The service's writes, every event of a fed table.
+        conn.execute("update cj_batch_states set total_budget = 5 where batch_id = %s", (batch,))
+        conn.execute("delete from grade_projections where cj_batch_id = %s", (batch,))
+        conn.execute(
+            "insert into assessment_instructions (course_id, instructions_text, grade_scale)"
+            " values ('NEW1', 'course instructions', 'swedish_8_anchor')"
+        )
+        conn.commit()
+        assert not change_feed.status(conn).complete
+    facts = refresh(fed).facts
+    assert facts.mode == "full", facts.summary()  # deletes, read from the service tables
     assert _stored_equals_full(fed)
