@@ -29,7 +29,12 @@ class Target:
 
 TARGETS: tuple[Target, ...] = (
     Target("refresh_over_lower_bound", "refresh / lower bound", "x", 2.0, True),
-    Target("naive_peer_over_refresh", "naive peer / refresh", "x", 20.0, False, 10_000),
+    # The peer derives every batch's health from the service tables, as the every-minute
+    # refresh delivers it; the hourly full rebuild is reported beside it.
+    Target(
+        "naive_peer_over_steady_refresh", "naive peer / every-minute refresh", "x", 20.0, False,
+        10_000,
+    ),
     Target("alert_query_p99_ms", "alert query p99", "ms", 5.0, True),
     Target("reader_wait_max_ms", "reader wait during refresh", "ms", 50.0, True),
     Target("view_size_growth", "view size: last / first refresh", "x", 1.2, True),
@@ -135,7 +140,8 @@ def render_table(report: dict[str, Any]) -> str:
         *_write_cost_rows(f.get("change_feed_write_cost")),
         _row("naive peer (inspect per batch)", peer["seconds"] * 1000.0, "ms",
              f"{peer['per_batch_ms']:.3f} ms/batch; {peer_note}"),
-        _row("naive peer / refresh", r["naive_peer_over_refresh"], "x", ""),
+        _row("naive peer / every-minute refresh", r["naive_peer_over_steady_refresh"], "x",
+             f"{r['naive_peer_over_refresh']:.1f} x the full refresh"),
         _row("alert query p50", f["alert_query"]["p50_ms"], "ms",
              f"{f['alert_query']['runs']} runs"),
         _row("alert query p99", f["alert_query"]["p99_ms"], "ms", ""),

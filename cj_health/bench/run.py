@@ -304,6 +304,7 @@ def _run_in(bench: Database, options: BenchOptions, log: Log) -> dict[str, Any]:
     ratios = {
         "refresh_over_lower_bound": refresh_median / timed.bound_median,
         "naive_peer_over_refresh": peer_seconds / refresh_median,
+        "naive_peer_over_steady_refresh": peer_seconds / steady.refresh_median,
     }
     target_values = {
         **ratios,
