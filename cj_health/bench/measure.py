@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg import sql
 
-from cj_health.batch_facts import FactsUpdate
+from cj_health.batch_facts import FACTS_VIEW, FactsUpdate
 from cj_health.db import DEFAULT_MONITORING_SCHEMA, Database, connect, monitoring_schema
 from cj_health.db import source_schema as source_schema_name
 from cj_health.errors import CjHealthError
@@ -479,9 +479,11 @@ def finalize_timing(database: Database, cj_batch_id: int) -> FinalizerTiming:
     )
 
 
-def explain_refresh_query(database: Database) -> str:
-    """EXPLAIN (ANALYZE, BUFFERS) of the query behind the health view, for docs/performance.md
-    when a target is missed."""
+def explain_refresh_query(database: Database) -> dict[str, str]:
+    """EXPLAIN (ANALYZE, BUFFERS) of the two queries of a full refresh, for
+    docs/performance.md when a target is missed: every batch's facts computed from the
+    service tables (`batch_facts`, what `refresh --full` recomputes) and the health view's
+    own query over the stored facts (`health_view`, what every refresh runs)."""
     with connect(database, autocommit=True) as conn:
         definition = conn.execute(
             "select definition from pg_matviews where schemaname = %s and matviewname = %s",
@@ -490,7 +492,14 @@ def explain_refresh_query(database: Database) -> str:
         if definition is None:
             raise CjHealthError(f"{monitoring_schema()}.{HEALTH_VIEW} does not exist")
         apply_refresh_settings(conn)
-        rows = conn.execute(
-            "explain (analyze, buffers) " + definition[0].rstrip().rstrip(";")
-        ).fetchall()
-    return "\n".join(row[0] for row in rows)
+        queries = {
+            "batch_facts": sql.SQL("select * from {}").format(
+                sql.Identifier(monitoring_schema(), FACTS_VIEW)
+            ),
+            "health_view": sql.SQL(definition[0].rstrip().rstrip(";")),
+        }
+        plans = {}
+        for name, query in queries.items():
+            rows = conn.execute(sql.SQL("explain (analyze, buffers) ") + query).fetchall()
+            plans[name] = "\n".join(row[0] for row in rows)
+    return plans

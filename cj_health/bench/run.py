@@ -48,7 +48,7 @@ class BenchOptions:
     keep: bool = False
     alert_runs: int = DEFAULT_ALERT_RUNS
     peer_sample: int | None = None  # None: the default above; 0: every batch
-    explain: bool = False  # also write EXPLAIN (ANALYZE, BUFFERS) of the view's query
+    explain: bool = False  # also write EXPLAIN (ANALYZE, BUFFERS) of the refresh's queries
 
     def validate(self) -> None:
         if self.batches < 1:
@@ -202,7 +202,7 @@ def _run_in(bench: Database, options: BenchOptions, log: Log) -> dict[str, Any]:
     log("reader wait during a concurrent refresh")
     wait = measure.reader_wait(bench)
 
-    explain_text = measure.explain_refresh_query(bench) if options.explain else None
+    explain_plans = measure.explain_refresh_query(bench) if options.explain else None
 
     log(
         f"finalize_scoring: {FINALIZER_RUNS} batches of {FINALIZER_ESSAYS} essays, "
@@ -324,8 +324,8 @@ def _run_in(bench: Database, options: BenchOptions, log: Log) -> dict[str, Any]:
         "ratios": ratios,
         "targets": report.evaluate_targets(options.batches, target_values),
     }
-    if explain_text is not None:
-        result["explain_refresh_query"] = explain_text
+    if explain_plans is not None:
+        result["explain_refresh_query"] = explain_plans
     return result
 
 

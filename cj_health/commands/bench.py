@@ -51,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "to all (default: every batch up to 10000 batches, else 2000; "
                         "0: every batch)")
     parser.add_argument("--explain", action="store_true",
-                        help="add EXPLAIN (ANALYZE, BUFFERS) of the view's query to the JSON")
+                        help="add EXPLAIN (ANALYZE, BUFFERS) of the full refresh's queries "
+                        "to the JSON")
     parser.add_argument("--keep", action="store_true",
                         help="keep the benchmark database (its name is printed)")
     parser.set_defaults(handler=cmd_bench)
