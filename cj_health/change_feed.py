@@ -96,29 +96,22 @@ def _trigger(event: str) -> sql.Identifier:
 
 
 def _record(rows: str, table: str) -> sql.Composed:
-    """The insert that records the batches of the transition table `rows`."""
-    if table in BATCH_KEYED_TABLES:
-        return sql.SQL(
-            "insert into {queue} (source_table, cj_batch_id)"
-            " select distinct {table}, {column} from {rows};"
-        ).format(
-            queue=_queue(),
-            table=sql.Literal(table),
-            column=sql.Identifier(BATCH_KEYED_TABLES[table]),
-            rows=sql.Identifier(rows),
+    """The insert that records the batches of the transition table `rows`: batch-keyed rows
+    by their batch column, outbox rows by aggregate_id, a shared table as "everything"."""
+    if table in SHARED_TABLES:
+        return sql.SQL("insert into {queue} (source_table) values ({table});").format(
+            queue=_queue(), table=sql.Literal(table)
         )
-    if table == OUTBOX_TABLE:
-        return sql.SQL(
-            "insert into {queue} (source_table, aggregate_id)"
-            " select distinct {table}, {column} from {rows};"
-        ).format(
-            queue=_queue(),
-            table=sql.Literal(table),
-            column=sql.Identifier(OUTBOX_COLUMN),
-            rows=sql.Identifier(rows),
-        )
-    return sql.SQL("insert into {queue} (source_table) values ({table});").format(
-        queue=_queue(), table=sql.Literal(table)
+    keyed = table in BATCH_KEYED_TABLES
+    return sql.SQL(
+        "insert into {queue} (source_table, {queue_column})"
+        " select distinct {table}, {column} from {rows};"
+    ).format(
+        queue=_queue(),
+        queue_column=sql.Identifier("cj_batch_id" if keyed else OUTBOX_COLUMN),
+        table=sql.Literal(table),
+        column=sql.Identifier(BATCH_KEYED_TABLES[table] if keyed else OUTBOX_COLUMN),
+        rows=sql.Identifier(rows),
     )
 
 
@@ -128,7 +121,7 @@ def _function_body(conn: psycopg.Connection, table: str) -> sql.Composed:
     the queue is gone (dropped by hand): a service write never fails for the monitoring's
     sake, and a missing queue makes the feed incomplete, so the refresh stops trusting it."""
     if table in SHARED_TABLES:
-        body = _record("", table)
+        body = _record("", table)  # every event, truncate included: everything changed
     else:
         body = sql.SQL(
             "if tg_op = 'TRUNCATE' then {everything}"

@@ -241,24 +241,8 @@ def _run_in(bench: Database, options: BenchOptions, log: Log) -> dict[str, Any]:
             "last_bytes": timed.view_bytes[-1],
             "growth": timed.view_bytes[-1] / timed.view_bytes[0],
         },
-        "steady_refresh": {
-            "runs": len(steady.refresh_seconds),
-            "runs_ms": _ms_list(steady.refresh_seconds),
-            "changed_batches": statistics.median(steady.changed_batches),
-            "median_ms": steady.refresh_median * 1000.0,
-            "ratio_to_lower_bound": steady.refresh_median / timed.bound_median,
-            "recomputed_batches": steady.recomputed_batches,
-            "found_by": sorted(set(steady.found_by)),
-        },
-        "steady_refresh_without_feed": {
-            "runs": len(scanning.refresh_seconds),
-            "runs_ms": _ms_list(scanning.refresh_seconds),
-            "changed_batches": statistics.median(scanning.changed_batches),
-            "median_ms": scanning.refresh_median * 1000.0,
-            "ratio_to_lower_bound": scanning.refresh_median / timed.bound_median,
-            "recomputed_batches": scanning.recomputed_batches,
-            "found_by": sorted(set(scanning.found_by)),
-        },
+        "steady_refresh": _steady_figure(steady, timed.bound_median),
+        "steady_refresh_without_feed": _steady_figure(scanning, timed.bound_median),
         "change_feed_write_cost": _write_cost(writes),
         "naive_peer": {
             "queries_per_batch": naive_peer.QUERIES_PER_BATCH,
@@ -327,6 +311,18 @@ def _run_in(bench: Database, options: BenchOptions, log: Log) -> dict[str, Any]:
     if explain_plans is not None:
         result["explain_refresh_query"] = explain_plans
     return result
+
+
+def _steady_figure(steady: measure.SteadyRefresh, bound_median: float) -> dict[str, Any]:
+    return {
+        "runs": len(steady.refresh_seconds),
+        "runs_ms": _ms_list(steady.refresh_seconds),
+        "changed_batches": statistics.median(steady.changed_batches),
+        "median_ms": steady.refresh_median * 1000.0,
+        "ratio_to_lower_bound": steady.refresh_median / bound_median,
+        "recomputed_batches": steady.recomputed_batches,
+        "found_by": sorted(set(steady.found_by)),
+    }
 
 
 def _write_cost(writes: dict[str, list[float]]) -> dict[str, Any] | None:
