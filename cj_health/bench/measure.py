@@ -285,10 +285,8 @@ def install_change_feed(database: Database) -> None:
     from cj_health import change_feed
 
     with connect(database, autocommit=True) as conn:
-        _set_source_path(conn)
-        apply_refresh_settings(conn)
         change_feed.install(conn)
-        timed_refresh(conn, full=False)
+    settle(database)
 
 
 def remove_change_feed(database: Database) -> None:
