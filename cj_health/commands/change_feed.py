@@ -51,11 +51,14 @@ def _run(action):
                 f"not allowed: {exc.diag.message_primary}; run it as the owner of the service"
                 " tables; nothing was changed"
             ) from None
-        except psycopg.errors.UndefinedTable as exc:
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
             raise CjHealthError(
                 f"{exc.diag.message_primary}: is CJ_SOURCE_SCHEMA the service's schema?"
                 " nothing was changed"
             ) from None
+        except psycopg.Error as exc:
+            message = exc.diag.message_primary or type(exc).__name__
+            raise CjHealthError(f"change feed: {message}; nothing was changed") from None
 
 
 def cmd_install(args: argparse.Namespace) -> int:

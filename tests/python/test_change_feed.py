@@ -11,7 +11,8 @@ On production's head schema with one batch per production shape, built once per 
 - with one trigger disabled the feed is incomplete: `change-feed status` exits 1 and the
   refresh reads the service tables again, finding the write the feed missed;
 - with the queue dropped by hand, service writes still succeed and the refresh falls back
-  the same way.
+  the same way;
+- installing on a schema that is not the service's fails in one line and leaves nothing.
 """
 
 from __future__ import annotations
@@ -190,16 +191,31 @@ def test_shared_changes_and_truncates_rebuild_every_batch(fed: Database, stateme
     assert refresh(fed).facts.found_by == "change feed"
 
 
-def _status_command(database: Database) -> subprocess.CompletedProcess:
+def _feed_command(
+    database: Database, action: str, **env: str
+) -> subprocess.CompletedProcess:
     command = Path(sys.executable).with_name("cj-health")
     return subprocess.run(
-        [str(command), "change-feed", "status"],
-        env={"CJ_DATABASE_URL": database.url, "PATH": "/usr/bin:/bin"},
+        [str(command), "change-feed", action],
+        env={"CJ_DATABASE_URL": database.url, "PATH": "/usr/bin:/bin", **env},
         cwd=project_dir(),
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def _status_command(database: Database) -> subprocess.CompletedProcess:
+    return _feed_command(database, "status")
+
+
+def test_install_on_a_wrong_schema_is_one_line_and_changes_nothing(cj_db: Database) -> None:
+    proc = _feed_command(cj_db, "install", CJ_SOURCE_SCHEMA="not_the_service")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "CJ_SOURCE_SCHEMA" in proc.stderr and "nothing was changed" in proc.stderr
+    with connect(cj_db) as conn:
+        assert _feed_objects(conn) == (0, 0, False)
 
 
 def test_an_incomplete_feed_is_reported_and_not_trusted(fed: Database) -> None:
