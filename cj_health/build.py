@@ -182,17 +182,12 @@ def refresh(database: Database, *, full: bool = False) -> RefreshResult:
     schema = monitoring_schema()
     view = sql.Identifier(schema, HEALTH_VIEW)
     with connect(database, autocommit=True) as conn:
-        row = conn.execute(
-            "select ispopulated from pg_catalog.pg_matviews"
-            " where schemaname = %s and matviewname = %s",
-            (schema, HEALTH_VIEW),
-        ).fetchone()
-        if row is None:
+        concurrently = _is_populated(conn, schema, HEALTH_VIEW)
+        if concurrently is None:
             raise CjHealthError(
                 f"{schema}.{HEALTH_VIEW} does not exist in {database.display};"
                 " run `cj-health build` first"
             )
-        concurrently = bool(row[0])
         started = time.perf_counter()
         try:
             facts = refresh_in_transaction(conn, full=full)
@@ -225,17 +220,23 @@ def refresh_in_transaction(conn: psycopg.Connection, *, full: bool = False) -> F
     return facts
 
 
-def _refresh_statement(conn: psycopg.Connection, schema: str, relation: str) -> sql.Composed:
-    """REFRESH ... CONCURRENTLY once `relation` has been populated, plainly before."""
+def _is_populated(conn: psycopg.Connection, schema: str, relation: str) -> bool | None:
+    """Whether the materialized view `relation` has been populated; None: no such view."""
     row = conn.execute(
         "select ispopulated from pg_catalog.pg_matviews"
         " where schemaname = %s and matviewname = %s",
         (schema, relation),
     ).fetchone()
-    if row is None:
+    return None if row is None else bool(row[0])
+
+
+def _refresh_statement(conn: psycopg.Connection, schema: str, relation: str) -> sql.Composed:
+    """REFRESH ... CONCURRENTLY once `relation` has been populated, plainly before."""
+    populated = _is_populated(conn, schema, relation)
+    if populated is None:
         raise CjHealthError(f"{schema}.{relation} does not exist; run `cj-health build`")
     return sql.SQL("refresh materialized view {}{}").format(
-        sql.SQL("concurrently ") if row[0] else sql.SQL(""), sql.Identifier(schema, relation)
+        sql.SQL("concurrently ") if populated else sql.SQL(""), sql.Identifier(schema, relation)
     )
 
 
