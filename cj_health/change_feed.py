@@ -283,16 +283,27 @@ def take(conn: psycopg.Connection) -> Changes:
     """Take every committed feed row (inside the caller's transaction: rolled back with it).
     Rows of transactions that commit later stay for the next refresh."""
     rows = conn.execute(
-        sql.SQL(
-            "with taken as (delete from {queue} returning cj_batch_id, aggregate_id)"
-            " select taken.cj_batch_id, coalesce(by_bos.id, by_id.id),"
-            " taken.cj_batch_id is null and taken.aggregate_id is null"
-            " from taken"
-            " left join {uploads} as by_bos on by_bos.bos_batch_id = taken.aggregate_id"
-            " left join {uploads} as by_id on by_id.id = case"
-            "  when taken.aggregate_id ~ '^[0-9]{{1,9}}$' then taken.aggregate_id::integer end"
-        ).format(queue=_queue(), uploads=sql.Identifier(source_schema(), "cj_batch_uploads"))
+        sql.SQL("delete from {} returning cj_batch_id, aggregate_id").format(_queue())
     ).fetchall()
-    batches = {batch for batch, _, _ in rows if batch is not None}
-    batches |= {upload for _, upload, _ in rows if upload is not None}
-    return Changes(frozenset(batches), any(everything for _, _, everything in rows), len(rows))
+    batches = {batch for batch, _ in rows if batch is not None}
+    aggregates = sorted({aggregate for _, aggregate in rows if aggregate is not None})
+    if aggregates:
+        batches |= _uploads_of_aggregates(conn, aggregates)
+    everything = any(batch is None and aggregate is None for batch, aggregate in rows)
+    return Changes(frozenset(batches), everything, len(rows))
+
+
+def _uploads_of_aggregates(conn: psycopg.Connection, aggregates: list[str]) -> set[int]:
+    """The uploads an outbox aggregate id names: by bos_batch_id, or the CJ batch id as text.
+    A separate query with the ids as arrays, so each finds its uploads through an index
+    whatever the planner guesses of the queue's size."""
+    batch_ids = [int(value) for value in aggregates if value.isascii() and value.isdigit()]
+    batch_ids = [value for value in batch_ids if value < 2**31]
+    rows = conn.execute(
+        sql.SQL(
+            "select id from {uploads} where bos_batch_id = any(%s)"
+            " union select id from {uploads} where id = any(%s)"
+        ).format(uploads=sql.Identifier(source_schema(), "cj_batch_uploads")),
+        (aggregates, batch_ids),
+    ).fetchall()
+    return {upload for (upload,) in rows}

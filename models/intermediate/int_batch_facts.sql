@@ -16,6 +16,10 @@ essays as (
     select * from {{ ref('int_essay_projections_aggregated_to_batches') }}
 ),
 
+projections as (
+    select * from {{ ref('int_grade_projections_aggregated_to_batches') }}
+),
+
 pairs as (
     select * from {{ ref('int_comparison_pairs_aggregated_to_batches') }}
 ),
@@ -95,13 +99,18 @@ joined as (
         coalesce(pairs.pairs_errored, 0) as pairs_errored,
         coalesce(pairs.pairs_pending, 0) as pairs_pending,
         coalesce(states.partial_scoring_triggered, false) as partial_scoring_triggered,
-        coalesce(essays.projection_count, 0) as projection_count,
+        coalesce(projections.projection_count, 0) as projection_count,
         coalesce(essays.anchor_projection_count, 0) as anchor_projection_count,
-        coalesce(essays.misattributed_projection_count, 0) as misattributed_projection_count,
+        {#- A projection filed under the batch without its essay there: each projection
+            matches at most one of the batch's essays and each essay at most one projection
+            (both keys are primary keys), so these are the projections less the matched ones,
+            the count of int_essays_joined_to_projections' is_misattributed_projection rows. #}
+        coalesce(projections.projection_count, 0)
+        - coalesce(essays.matched_projection_count, 0) as misattributed_projection_count,
         coalesce(
             essays.students_without_projection_count, 0
         ) as students_without_projection_count,
-        coalesce(essays.invalid_projection_count, 0) as invalid_projection_count,
+        coalesce(projections.invalid_projection_count, 0) as invalid_projection_count,
         coalesce(events.outbox_event_count, 0) as outbox_event_count,
         coalesce(events.completion_event_count, 0) as completion_event_count,
         coalesce(events.result_event_count, 0) as result_event_count,
@@ -121,6 +130,7 @@ joined as (
     from uploads
     left join states on uploads.cj_batch_id = states.cj_batch_id
     left join essays on uploads.cj_batch_id = essays.cj_batch_id
+    left join projections on uploads.cj_batch_id = projections.cj_batch_id
     left join pairs on uploads.cj_batch_id = pairs.cj_batch_id
     left join events on uploads.cj_batch_id = events.cj_batch_id
     left join scales on uploads.cj_batch_id = scales.cj_batch_id

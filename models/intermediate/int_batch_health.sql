@@ -25,78 +25,98 @@ timed as (
     from facts
 ),
 
+{# The rules, and below the list of codes, each sit in a one-row lateral subquery that
+    `offset 0` keeps apart: otherwise PostgreSQL would inline every rule into each column
+    that reads it (the codes, `health_status`, `is_alerting`, `alerting_since`) and judge each
+    batch several times over, at each concurrent refresh. A condition on `cj_batch_id` still
+    reaches the stored facts' unique index. #}
 judged as (
     select
-        *,
-        coalesce(
-            is_upload_complete
-            and cj_state in ('WAITING_CALLBACKS', 'SCORING')
-            and projection_count = 0
-            and minutes_since_activity > {{ cj_threshold('stuck_after_minutes') }},
-            false
-        ) as has_stuck_finalization,
-        coalesce(
-            cj_state = 'SCORING'
-            and minutes_since_activity > {{ cj_threshold('scoring_timeout_minutes') }},
-            false
-        ) as has_scoring_too_long,
-        coalesce(
-            is_finalization_incomplete
-            and minutes_since_activity > {{ cj_threshold('stuck_after_minutes') }},
-            false
-        )
-        or is_completed_state_inconsistent as has_completion_inconsistent,
-        projections_expected
-        and students_without_projection_count > 0 as has_missing_projections,
-        anchor_flag_mismatch_count > 0 as has_anchor_flag_mismatch,
-        anchors_expected
-        and essay_count > 0
-        and anchor_count = 0
-        and coalesce(cj_state <> 'INITIALIZING', true) as has_no_anchors,
-        anchor_projection_count > 0 as has_anchor_projected,
-        misattributed_projection_count > 0 as has_misattributed_projection,
-        has_missing_events as has_events_missing,
-        correlation_mismatch_event_count > 0 as has_event_correlation_mismatch,
-        abandoned_event_count > 0
-        or coalesce(
-            oldest_unpublished_event_at
-            < {{ cj_health_as_of() }}
-            - interval '1 minute' * {{ cj_threshold('unpublished_after_minutes') }},
-            false
-        ) as has_events_unpublished,
-        {#- An ERROR_* upload is finished: the service's error path sets the status
-            wherever the state machine stood and sends its failure event. #}
-        coalesce(
-            cj_state in ('INITIALIZING', 'GENERATING_PAIRS', 'WAITING_CALLBACKS')
-            and not is_upload_error
-            and minutes_since_activity > {{ cj_threshold('stalled_after_minutes') }},
-            false
-        ) as has_stalled,
-        is_state_completed and not counters_agree_with_pairs as has_counter_mismatch,
-        invalid_projection_count > 0 as has_invalid_projection,
-        invalid_anchor_metadata_count > 0 as has_invalid_anchor_metadata,
-        coalesce(
-            (is_state_completed or is_upload_complete)
-            and scored_student_count >= {{ cj_threshold('min_reliability_students') }}
-            and scale_separation_reliability < {{ cj_threshold('min_reliability') }},
-            false
-        ) as has_low_reliability
+        timed.*,
+        rules.*
     from timed
+    cross join lateral (  -- noqa: ST05
+        select
+            coalesce(
+                is_upload_complete
+                and cj_state in ('WAITING_CALLBACKS', 'SCORING')
+                and projection_count = 0
+                and minutes_since_activity > {{ cj_threshold('stuck_after_minutes') }},
+                false
+            ) as has_stuck_finalization,
+            coalesce(
+                cj_state = 'SCORING'
+                and minutes_since_activity > {{ cj_threshold('scoring_timeout_minutes') }},
+                false
+            ) as has_scoring_too_long,
+            coalesce(
+                is_finalization_incomplete
+                and minutes_since_activity > {{ cj_threshold('stuck_after_minutes') }},
+                false
+            )
+            or is_completed_state_inconsistent as has_completion_inconsistent,
+            projections_expected
+            and students_without_projection_count > 0 as has_missing_projections,
+            anchor_flag_mismatch_count > 0 as has_anchor_flag_mismatch,
+            anchors_expected
+            and essay_count > 0
+            and anchor_count = 0
+            and coalesce(cj_state <> 'INITIALIZING', true) as has_no_anchors,
+            anchor_projection_count > 0 as has_anchor_projected,
+            misattributed_projection_count > 0 as has_misattributed_projection,
+            has_missing_events as has_events_missing,
+            correlation_mismatch_event_count > 0 as has_event_correlation_mismatch,
+            abandoned_event_count > 0
+            or coalesce(
+                oldest_unpublished_event_at
+                < {{ cj_health_as_of() }}
+                - interval '1 minute' * {{ cj_threshold('unpublished_after_minutes') }},
+                false
+            ) as has_events_unpublished,
+            {#- An ERROR_* upload is finished: the service's error path sets the status
+                wherever the state machine stood and sends its failure event. #}
+            coalesce(
+                cj_state in ('INITIALIZING', 'GENERATING_PAIRS', 'WAITING_CALLBACKS')
+                and not is_upload_error
+                and minutes_since_activity > {{ cj_threshold('stalled_after_minutes') }},
+                false
+            ) as has_stalled,
+            is_state_completed and not counters_agree_with_pairs as has_counter_mismatch,
+            invalid_projection_count > 0 as has_invalid_projection,
+            invalid_anchor_metadata_count > 0 as has_invalid_anchor_metadata,
+            coalesce(
+                (is_state_completed or is_upload_complete)
+                and scored_student_count >= {{ cj_threshold('min_reliability_students') }}
+                and scale_separation_reliability < {{ cj_threshold('min_reliability') }},
+                false
+            ) as has_low_reliability
+        -- a fence for the planner (see above), not a limit
+        offset 0  -- noqa: AM09, PRS
+    ) as rules
 ),
 
 listed as (
     select
-        *,
-        array_remove(
-            array[
-                {%- for problem in codes %}
-                    case when has_{{ problem.code | lower }} then '{{ problem.code }}' end
-                    {%- if not loop.last %},{% endif %}
-                {%- endfor %}
-            ]::text[],
-            null
-        ) as issues
+        judged.*,
+        issue_list.issues
     from judged
+    cross join lateral (  -- noqa: ST05
+        select
+            array_remove(
+                array[
+                    {%- for problem in codes %}
+                        case
+                            when judged.has_{{ problem.code | lower }}
+                                then '{{ problem.code }}'
+                        end
+                        {%- if not loop.last %},{% endif %}
+                    {%- endfor %}
+                ]::text[],
+                null
+            ) as issues
+        -- a fence for the planner (see above), not a limit
+        offset 0  -- noqa: AM09, PRS
+    ) as issue_list
 ),
 
 verdict as (

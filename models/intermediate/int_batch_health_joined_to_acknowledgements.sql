@@ -8,7 +8,11 @@
     {%- do alerting.append(problem.code) -%}
 {%- endfor -%}
 
-with health as (
+{# `not materialized`: read twice, as a whole below and here only for the batches with an
+    active acknowledgement. Judging every batch's issues one by one would cost about as
+    much as the verdicts themselves (an unnest per batch), and few batches are ever
+    acknowledged. #}
+with health as not materialized (
     select * from {{ ref('int_batch_health') }}
 ),
 
@@ -17,14 +21,38 @@ acknowledgements as (
     where is_active
 ),
 
+acknowledged_batch_ids as (
+    select distinct cj_batch_id from acknowledgements
+),
+
+{# Each acknowledged batch looks up its own verdict (a lateral subquery that `offset 0` keeps
+    apart, so the batch's id reaches the stored facts' unique index): the planner cannot
+    count the acknowledgements in advance and would otherwise judge every batch. #}
+acknowledged_batches as (
+    select
+        batch_health.cj_batch_id,
+        batch_health.issues
+    from acknowledged_batch_ids
+    cross join lateral (
+        select
+            health.cj_batch_id,
+            health.issues
+        from health
+        where health.cj_batch_id = acknowledged_batch_ids.cj_batch_id
+        -- a fence for the planner (see above), not a limit
+        offset 0  -- noqa: AM09
+    ) as batch_health
+),
+
 batch_issues as (
     select
-        health.cj_batch_id,
+        acknowledged_batches.cj_batch_id,
         batch_issue.issue,
         batch_issue.issue_position
-    from health
+    from acknowledged_batches
     cross join
-        lateral unnest(health.issues) with ordinality as batch_issue (issue, issue_position)
+        lateral unnest(acknowledged_batches.issues)
+        with ordinality as batch_issue (issue, issue_position)
 ),
 
 judged_issues as (
@@ -111,9 +139,10 @@ acknowledged as (
             batch_acknowledgements.acknowledged_issues, array[]::text[]
         ) as acknowledged_issues,
         health.health_status,
-        coalesce(batch_acknowledgements.is_alerting, false) as is_alerting,
+        coalesce(batch_acknowledgements.is_alerting, health.is_alerting) as is_alerting,
         case
-            when batch_acknowledgements.is_alerting then health.alerting_since
+            when coalesce(batch_acknowledgements.is_alerting, health.is_alerting)
+                then health.alerting_since
         end as alerting_since
     from health
     left join batch_acknowledgements

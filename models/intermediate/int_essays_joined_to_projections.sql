@@ -1,38 +1,19 @@
 {#- One row per essay and per grade projection, matched on (essay, batch) as a full outer join:
     an essay with its projection, an essay without one, or a projection filed under a batch
     its essay does not belong to (the foreign key guarantees the essay exists elsewhere).
-    One pass over each table; the per-row rules here are the single definition that the
-    batch aggregates and the invariants share. -#}
+    The per-row rules here are the single definition that the batch aggregates and the
+    invariants share (the rule on a projection's own values comes from
+    int_grade_projections_checked_against_scales). The batch aggregates read only the essay
+    rows: `where has_essay` leaves out the second half below and its join. -#}
 {# `not materialized` (both are read twice below): a condition on one batch must still reach
     the essays' and the projections' batch indexes. #}
 with essays as not materialized (
     select * from {{ ref('stg_cj__processed_essays') }}
 ),
 
-projections as (
-    select * from {{ ref('stg_cj__grade_projections') }}
-),
-
-grade_scales as (
-    select * from {{ ref('cj_grade_scales') }}
-),
-
-{# The grade-scale check is made on the projections alone, before the full join: the small
-    scale hash is probed once per projection, not once per joined essay row. #}
+{# The projections with the rule on their own values (grade in scale, confidence). #}
 scaled_projections as not materialized (
-    select
-        projections.els_essay_id,
-        projections.cj_batch_id,
-        projections.grade_scale,
-        projections.primary_grade,
-        projections.confidence_score,
-        projections.confidence_label,
-        grade_scales.grade is not null as is_grade_in_scale
-    from projections
-    left join grade_scales
-        on
-            projections.grade_scale = grade_scales.grade_scale
-            and projections.primary_grade = grade_scales.grade
+    select * from {{ ref('int_grade_projections_checked_against_scales') }}
 ),
 
 {# The full outer join on (essay, batch), written as its two halves so that each half is
@@ -55,7 +36,10 @@ essays_with_projections as (
         projections.primary_grade,
         projections.confidence_score,
         projections.confidence_label,
-        projections.is_grade_in_scale
+        projections.is_grade_in_scale,
+        coalesce(
+            projections.has_invalid_projection_values, false
+        ) as has_invalid_projection_values
     from essays
     left join scaled_projections as projections
         on
@@ -80,7 +64,8 @@ projections_without_essay as (
         projections.primary_grade,
         projections.confidence_score,
         projections.confidence_label,
-        projections.is_grade_in_scale
+        projections.is_grade_in_scale,
+        projections.has_invalid_projection_values
     from scaled_projections as projections
     where not exists (
         select from essays as batch_essays
@@ -104,15 +89,7 @@ checked as (
         has_projection and has_essay and is_anchor_by_either as is_anchor_projection,
         has_essay
         and not is_anchor_by_either
-        and not has_projection as is_student_without_projection,
-        has_projection
-        and (
-            not is_grade_in_scale
-            or confidence_score is null
-            or confidence_score not between 0 and 1
-            or confidence_label is null
-            or confidence_label not in ('HIGH', 'MID', 'LOW')
-        ) as has_invalid_projection_values
+        and not has_projection as is_student_without_projection
     from joined
 )
 

@@ -43,19 +43,27 @@ flag_read as (
     ) as flag
 ),
 
+{# Read once per row too (the same kind of fence): every rule below reads the boolean, and
+    lower() is not cheap either. #}
 parsed as (
     select
-        *,
-        case lower(metadata_is_anchor_json)
-            when 'true' then true
-            when '"true"' then true
-            when '1' then true
-            when 'false' then false
-            when '"false"' then false
-            when '0' then false
-            when '-0' then false
-        end as metadata_is_anchor
+        flag_read.*,
+        readable.metadata_is_anchor
     from flag_read
+    cross join lateral (  -- noqa: ST05
+        select
+            case lower(flag_read.metadata_is_anchor_json)
+                when 'true' then true
+                when '"true"' then true
+                when '1' then true
+                when 'false' then false
+                when '"false"' then false
+                when '0' then false
+                when '-0' then false
+            end as metadata_is_anchor
+        -- a fence for the planner (see above), not a limit
+        offset 0  -- noqa: AM09, PRS
+    ) as readable
 ),
 
 renamed as (
