@@ -236,10 +236,15 @@ class SteadyRefresh:
     refresh_seconds: list[float] = field(default_factory=list)
     recomputed_batches: list[int] = field(default_factory=list)  # by each refresh
     found_by: list[str] = field(default_factory=list)  # how each refresh found them
+    bound_seconds: list[float] = field(default_factory=list)  # a bound pass after each
 
     @property
     def refresh_median(self) -> float:
         return statistics.median(self.refresh_seconds)
+
+    @property
+    def bound_median(self) -> float:
+        return statistics.median(self.bound_seconds)
 
 
 def activity_slot(run: int) -> int:
@@ -265,7 +270,9 @@ def steady_refresh(
     database: Database, repeat: int, faulty: list[int], *, first_run: int = 0
 ) -> SteadyRefresh:
     """`repeat` refreshes, each after new activity on a different 1 % of the batches (the
-    `faulty` ones left alone); `first_run` picks the first of those 1 % slices."""
+    `faulty` ones left alone); `first_run` picks the first of those 1 % slices. A lower-bound
+    pass follows each refresh in the same session, as in refresh_and_bound, so that the
+    ratio compares runs made under the same conditions."""
     result = SteadyRefresh()
     with connect(database, autocommit=True) as conn:
         _set_source_path(conn)
@@ -276,6 +283,7 @@ def steady_refresh(
             result.refresh_seconds.append(seconds)
             result.recomputed_batches.append(facts.recomputed)
             result.found_by.append(facts.found_by or f"{facts.mode} ({facts.reason})")
+            result.bound_seconds.append(sum(lower_bound_once(conn).values()))
     return result
 
 

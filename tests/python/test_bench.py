@@ -199,7 +199,10 @@ def test_report_has_every_figure_and_target(small_run) -> None:
         "reader_wait": ("max_ms", "reads_during_refresh"),
         "finalize_scoring": ("seconds", "bt_fit_seconds", "bt_fit_share"),
         "view_size": ("first_bytes", "last_bytes", "growth"),
-        "steady_refresh": ("changed_batches", "median_ms", "ratio_to_lower_bound"),
+        "steady_refresh": (
+            "changed_batches", "median_ms", "lower_bound_median_ms", "ratio_to_lower_bound",
+            "ratio_to_full_phase_lower_bound",
+        ),
     }.items():
         for name in fields:
             assert figures[key][name] is not None, (key, name)
@@ -223,6 +226,11 @@ def test_report_has_every_figure_and_target(small_run) -> None:
 
     active = active_in(range(2))
     assert steady["runs"] == 2 and steady["changed_batches"] == statistics.median(active)
+    # Its ratio is over the lower-bound passes that alternated with it, one per refresh.
+    assert len(steady["lower_bound_runs_ms"]) == 2
+    assert steady["ratio_to_lower_bound"] == pytest.approx(
+        steady["median_ms"] / steady["lower_bound_median_ms"]
+    )
     # With the change feed, exactly the active batches are recomputed; reading the service
     # tables finds at least those.
     assert steady["found_by"] == ["change feed"]
