@@ -297,8 +297,10 @@ def _uploads_of_aggregates(conn: psycopg.Connection, aggregates: list[str]) -> s
     """The uploads an outbox aggregate id names: by bos_batch_id, or the CJ batch id as text.
     A separate query with the ids as arrays, so each finds its uploads through an index
     whatever the planner guesses of the queue's size."""
-    batch_ids = [int(value) for value in aggregates if value.isascii() and value.isdigit()]
-    batch_ids = [value for value in batch_ids if value < 2**31]
+    batch_ids = [
+        int(value) for value in aggregates
+        if value.isascii() and value.isdigit() and int(value) < 2**31
+    ]
     rows = conn.execute(
         sql.SQL(
             "select id from {uploads} where bos_batch_id = any(%s)"

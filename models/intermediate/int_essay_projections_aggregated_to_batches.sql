@@ -15,7 +15,7 @@
     of 2^-32 (`fixed_point_scale`), and summed as integers: exact, and far cheaper than
     converting every double to numeric. That rounds a value by at most 1.2e-10. A score of
     1e9 or more in size, a standard error of 1e4 or more, or one that is not a finite number
-    has no fixed-point value and is left out of the sums. -#}
+    has no fixed-point value, and its essay is left out of both sums. -#}
 {%- set fixed_point_scale = 4294967296 -%}
 
 with essay_projections as (
@@ -33,6 +33,15 @@ fixed_point as (
             when abs(bt_se) < 1e4 then (bt_se * bt_se * {{ fixed_point_scale }})::bigint
         end as bt_squared_se_fixed
     from essay_projections
+),
+
+{# The variance and the mean are taken over the same essays: those with both values. #}
+with_fixed_point as (
+    select
+        *,
+        bt_score_fixed is not null
+        and bt_squared_se_fixed is not null as has_fixed_point_values
+    from fixed_point
 ),
 
 aggregated as (
@@ -53,14 +62,14 @@ aggregated as (
             where is_student and bt_score is not null and bt_se is not null
         ) as scored_student_count,
         (
-            var_samp(bt_score_fixed) filter (where is_student and bt_se is not null)
+            var_samp(bt_score_fixed) filter (where is_student and has_fixed_point_values)
             / {{ fixed_point_scale }}::numeric ^ 2
         )::double precision as student_score_variance,
         (
-            avg(bt_squared_se_fixed) filter (where is_student and bt_score is not null)
+            avg(bt_squared_se_fixed) filter (where is_student and has_fixed_point_values)
             / {{ fixed_point_scale }}
         )::double precision as student_mean_squared_se
-    from fixed_point
+    from with_fixed_point
     group by cj_batch_id
 ),
 
