@@ -44,6 +44,8 @@ from cj_health.errors import CjHealthError
 FACTS_VIEW = "int_batch_facts"
 FACTS_TABLE = "int_batch_facts_incremental"
 WATERMARK_TABLE = "cj_batch_facts_watermark"
+# A full rebuild's recomputed facts, a temporary table of the refresh transaction.
+RECOMPUTED_TABLE = "cj_recomputed_batch_facts"
 
 SOURCE_TABLES = (*BATCH_KEYED_TABLES, OUTBOX_TABLE, *SHARED_TABLES)
 # Past this many transactions since the watermark, 32-bit xmin arithmetic is not trusted.
@@ -154,37 +156,68 @@ def shared_tables_changed(conn: psycopg.Connection, distance: int) -> bool:
     return bool(conn.execute(sql.SQL("select ") + query).fetchone()[0])
 
 
-def _upsert(conn: psycopg.Connection, columns: list[str], batches: list[int] | None) -> int:
-    """Recompute the facts of `batches` (None: every batch) and write the rows that differ."""
+def _upsert(conn: psycopg.Connection, columns: list[str], batches: list[int]) -> int:
+    """Recompute the facts of `batches` and write the rows that differ."""
     names = sql.SQL(", ").join(map(sql.Identifier, columns))
     stored = sql.SQL(", ").join(sql.Identifier(FACTS_TABLE, name) for name in columns)
     fresh = sql.SQL(", ").join(sql.Identifier("excluded", name) for name in columns)
-    view = sql.Identifier(monitoring_schema(), FACTS_VIEW)
-    if batches is None:
-        source = sql.SQL("select {names} from {view}").format(names=names, view=view)
-    else:
-        # One batch at a time: a condition on one cj_batch_id reaches every service table's
-        # batch index through the views (`offset 0` keeps it a subquery of its own, planned
-        # with that condition, instead of a join over every batch).
-        source = sql.SQL(
-            "select recomputed.* from unnest(%s::integer[]) as scope (cj_batch_id)"
-            " cross join lateral (select {names} from {view} as facts"
-            " where facts.cj_batch_id = scope.cj_batch_id offset 0) as recomputed"
-        ).format(names=names, view=view)
+    # One batch at a time: a condition on one cj_batch_id reaches every service table's
+    # batch index through the views (`offset 0` keeps it a subquery of its own, planned with
+    # that condition, instead of a join over every batch).
     statement = sql.SQL(
-        "insert into {facts} as {alias} ({names}) {source}"
+        "insert into {facts} as {alias} ({names})"
+        " select recomputed.* from unnest(%s::integer[]) as scope (cj_batch_id)"
+        " cross join lateral (select {names} from {view} as facts"
+        " where facts.cj_batch_id = scope.cj_batch_id offset 0) as recomputed"
         " on conflict (cj_batch_id) do update set ({names}) = row({fresh})"
         " where row({stored}) is distinct from row({fresh})"
     ).format(
         facts=_facts(),
         alias=sql.Identifier(FACTS_TABLE),
         names=names,
-        source=source,
+        view=sql.Identifier(monitoring_schema(), FACTS_VIEW),
         stored=stored,
         fresh=fresh,
     )
-    cursor = conn.execute(statement, (batches,) if batches is not None else None)
-    return cursor.rowcount
+    return conn.execute(statement, (batches,)).rowcount
+
+
+def _rebuild(conn: psycopg.Connection, columns: list[str]) -> int:
+    """Recompute every batch's facts and write the rows that differ.
+
+    Set-wise, in three statements: every batch's facts into a temporary table (a `create
+    table as` may run its query with parallel workers; an `insert ... select` never does),
+    then one hash join with the stored facts that updates the rows that differ, and one that
+    inserts the new batches. The temporary table is dropped once they are written (and with the
+    transaction, should a statement fail). It needs the TEMPORARY privilege on the database,
+    which REFRESH ... CONCURRENTLY needs too."""
+    names = sql.SQL(", ").join(map(sql.Identifier, columns))
+    stored = sql.SQL(", ").join(sql.Identifier("facts", name) for name in columns)
+    fresh = sql.SQL(", ").join(sql.Identifier("fresh", name) for name in columns)
+    recomputed = sql.Identifier("pg_temp", RECOMPUTED_TABLE)
+    conn.execute(
+        sql.SQL("create temporary table {} on commit drop as select {} from {}").format(
+            recomputed, names, sql.Identifier(monitoring_schema(), FACTS_VIEW)
+        )
+    )
+    updated = conn.execute(
+        sql.SQL(
+            "update {facts} as facts set ({names}) = row({fresh}) from {recomputed} as fresh"
+            " where facts.cj_batch_id = fresh.cj_batch_id"
+            " and row({stored}) is distinct from row({fresh})"
+        ).format(
+            facts=_facts(), names=names, fresh=fresh, recomputed=recomputed, stored=stored
+        )
+    ).rowcount
+    inserted = conn.execute(
+        sql.SQL(
+            "insert into {facts} ({names}) select {fresh} from {recomputed} as fresh"
+            " where not exists (select from {facts} as facts"
+            " where facts.cj_batch_id = fresh.cj_batch_id)"
+        ).format(facts=_facts(), names=names, fresh=fresh, recomputed=recomputed)
+    ).rowcount
+    conn.execute(sql.SQL("drop table {}").format(recomputed))
+    return updated + inserted
 
 
 def _delete_gone(conn: psycopg.Connection, batches: list[int] | None) -> int:
@@ -257,7 +290,10 @@ def update_batch_facts(conn: psycopg.Connection, *, full: bool = False) -> Facts
             found_by = "service tables"
             batches = sorted(set(changed_batches(conn, distance)) | fed.batch_ids)
 
-    written = _upsert(conn, columns, batches) if batches != [] else 0
+    if batches is None:
+        written = _rebuild(conn, columns)
+    else:
+        written = _upsert(conn, columns, batches) if batches else 0
     # Found by the feed, a deleted batch is among the batches; found by reading the service
     # tables, a delete forced a full rebuild, and any batch may be gone.
     deleted = _delete_gone(conn, batches if found_by == "change feed" else None)

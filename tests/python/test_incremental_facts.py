@@ -300,6 +300,37 @@ def test_a_refresh_without_changes_writes_nothing(
     assert after == before  # not one stored row rewritten
 
 
+def test_a_full_rebuild_writes_only_the_rows_that_differ(
+    shaped_and_built: Database,
+) -> None:
+    """`refresh --full` recomputes every batch but rewrites only a stored row whose facts
+    differ, restores a missing one and leaves every other row as it was (same xmin)."""
+    database = shaped_and_built
+    facts_table = sql.Identifier(monitoring_schema(), FACTS_TABLE)
+    with connect(database) as conn:
+        changed, missing = (
+            batch for (batch,) in conn.execute(
+                sql.SQL("select cj_batch_id from {} order by cj_batch_id limit 2").format(
+                    facts_table)))
+        conn.execute(
+            sql.SQL("update {} set essay_count = essay_count + 1 where cj_batch_id = %s").format(
+                facts_table), (changed,))
+        conn.execute(
+            sql.SQL("delete from {} where cj_batch_id = %s").format(facts_table), (missing,))
+        untouched_rows = sql.SQL(
+            "select cj_batch_id, xmin::text from {} where cj_batch_id <> all(%s)"
+            " order by cj_batch_id").format(facts_table)
+        before = conn.execute(untouched_rows, ([changed, missing],)).fetchall()
+        conn.commit()
+    facts = refresh(database, full=True).facts
+    assert (facts.mode, facts.written, facts.deleted) == ("full", 2, 0), facts.summary()
+    with connect(database) as conn:
+        assert _facts_difference(conn) == (0, 0)
+        assert conn.execute(untouched_rows, ([changed, missing],)).fetchall() == before
+    facts = refresh(database, full=True).facts
+    assert (facts.written, facts.deleted) == (0, 0), facts.summary()
+
+
 def test_time_passing_changes_a_verdict_without_any_row_changing(
     shaped_and_built: Database,
 ) -> None:
