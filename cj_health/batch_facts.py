@@ -156,11 +156,17 @@ def shared_tables_changed(conn: psycopg.Connection, distance: int) -> bool:
     return bool(conn.execute(sql.SQL("select ") + query).fetchone()[0])
 
 
+def _column_list(columns: list[str], table: str | None = None) -> sql.Composed:
+    """`a, b, ...`, or `table.a, table.b, ...`."""
+    prefix = (table,) if table else ()
+    return sql.SQL(", ").join(sql.Identifier(*prefix, name) for name in columns)
+
+
 def _upsert(conn: psycopg.Connection, columns: list[str], batches: list[int]) -> int:
     """Recompute the facts of `batches` and write the rows that differ."""
-    names = sql.SQL(", ").join(map(sql.Identifier, columns))
-    stored = sql.SQL(", ").join(sql.Identifier(FACTS_TABLE, name) for name in columns)
-    fresh = sql.SQL(", ").join(sql.Identifier("excluded", name) for name in columns)
+    names = _column_list(columns)
+    stored = _column_list(columns, FACTS_TABLE)
+    fresh = _column_list(columns, "excluded")
     # One batch at a time: a condition on one cj_batch_id reaches every service table's
     # batch index through the views (`offset 0` keeps it a subquery of its own, planned with
     # that condition, instead of a join over every batch).
@@ -188,15 +194,15 @@ def _rebuild(conn: psycopg.Connection, columns: list[str]) -> int:
     Set-wise, in three statements: every batch's facts into a temporary table (a `create
     table as` may run its query with parallel workers; an `insert ... select` never does),
     then one hash join with the stored facts that updates the rows that differ, and one that
-    inserts the new batches. The temporary table is dropped once they are written (and with the
-    transaction, should a statement fail). It needs the TEMPORARY privilege on the database,
-    which REFRESH ... CONCURRENTLY needs too."""
-    names = sql.SQL(", ").join(map(sql.Identifier, columns))
-    stored = sql.SQL(", ").join(sql.Identifier("facts", name) for name in columns)
-    fresh = sql.SQL(", ").join(sql.Identifier("fresh", name) for name in columns)
+    inserts the new batches. The temporary table is dropped once they are written (with the
+    caller's transaction, should a statement fail). It needs the TEMPORARY privilege on the
+    database, which REFRESH ... CONCURRENTLY needs too."""
+    names = _column_list(columns)
+    stored = _column_list(columns, "facts")
+    fresh = _column_list(columns, "fresh")
     recomputed = sql.Identifier("pg_temp", RECOMPUTED_TABLE)
     conn.execute(
-        sql.SQL("create temporary table {} on commit drop as select {} from {}").format(
+        sql.SQL("create temporary table {} as select {} from {}").format(
             recomputed, names, sql.Identifier(monitoring_schema(), FACTS_VIEW)
         )
     )
