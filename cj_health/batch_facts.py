@@ -1,31 +1,35 @@
 """The stored per-batch facts: int_batch_facts kept as the table int_batch_facts_incremental,
-brought up to date at each refresh for the batches whose rows changed.
+brought up to date at each refresh for the batches whose rows changed, exactly: after any
+committed change and one refresh, the stored facts equal int_batch_facts row for row.
 
-A batch's facts change only when one of its service rows is inserted, updated or deleted.
+A batch's facts change only when one of its service rows is inserted, updated, deleted or
+moved to another batch, when an outbox row of its aggregate changes, or when an anchor
+reference or assessment instruction changes (these decide many batches' facts: every batch
+is recomputed). The refresh finds the changed batches one of two ways:
 
-With the change feed installed (cj_health.change_feed), its triggers name those batches, and
-the refresh takes them from the feed's queue; it rebuilds every batch only when the feed
-says a shared table changed or a table was truncated. The feed is trusted only when every
-trigger was in place at the previous refresh too (`used_change_feed` in the watermark row)
-and is now; otherwise the refresh finds the changes as below, so a feed being installed,
-removed or disabled never loses a change (except a write made while a trigger was disabled
-and re-enabled between two refreshes; the hourly full rebuild bounds that).
+- From the change feed (cj_health.change_feed), when it is trusted: its triggers name the
+  batches. The feed is trusted only when its continuity is proven: every trigger is in
+  place and recording (cj_health.change_feed.inspect), and the catalog signature and the
+  loss counter are what the previous refresh stored, and every transaction running when
+  either last changed has ended (the refresh's snapshot is past the transaction id stored
+  then). Any install, removal, reinstall, disable or enable, grant or revoke, or a write a
+  trigger could not record, makes the next refresh read the service tables instead and say
+  why (`feed_note`, shown by `cj-health status`).
+- Otherwise from the row fingerprints (cj_health.source_fingerprints): every service row is
+  read once, and the batches whose fingerprint differs from the stored one are recomputed.
+  When the stored fingerprints are out of date (the refresh before used the feed), every
+  batch is recomputed, and the fingerprints are stored again.
 
-Without the feed, inserts and updates are found by transaction id, not by the service's
-timestamps (which the service writes itself, not always, and sometimes from its own clock):
-a row whose `xmin` is at least the watermark (`changes_after_xid`, the oldest transaction
-the previous refresh's snapshot could not see) was written since, and its batch is
-recomputed. Deletes leave no row behind: the service tables' delete counters
-(pg_stat_user_tables.n_tup_del) are kept with the watermark, and when they moved every batch
-is rebuilt. So is every batch when the anchor references or the assessment instructions
-changed (they decide many batches' facts), when there is no watermark (the first refresh
-after `dbt run`, which clears it), and on `cj-health refresh --full`. The facts of a batch
-whose upload is gone are deleted. Only rows whose facts differ are written, so an unchanged
-batch is an unchanged row.
+Every batch is also recomputed when the feed says a shared table changed or a table was
+truncated (in any branch: the marker is never dropped), when there is no watermark row (the
+first refresh after `dbt run`, which clears it), after 2^30 transactions, and on
+`cj-health refresh --full`. The facts of a batch whose upload is gone are deleted. Only rows
+whose facts differ are written, so an unchanged batch is an unchanged row.
 
-`update_batch_facts` runs inside the caller's transaction (`cj_health.build.refresh`), before
-the concurrent refresh of cj_batch_health, and holds the watermark table's lock to the end
-of it: one writer of the facts at a time (`dbt run` takes the same lock).
+The refresh is one REPEATABLE READ transaction (`cj_health.build.refresh_in_transaction`)
+that takes the watermark table's lock before its snapshot (`begin_refresh`): the queue rows
+it takes, the fingerprints it stores and the facts it computes all describe that one
+snapshot, and the lock makes it the one writer of the facts (`dbt run` takes the same lock).
 """
 
 from __future__ import annotations
@@ -34,10 +38,8 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
-from cj_health import change_feed
-from cj_health.change_feed import BATCH_KEYED_TABLES, OUTBOX_TABLE, SHARED_TABLES
+from cj_health import change_feed, source_fingerprints
 from cj_health.db import monitoring_schema, source_schema
 from cj_health.errors import CjHealthError
 
@@ -47,8 +49,8 @@ WATERMARK_TABLE = "cj_batch_facts_watermark"
 # A full rebuild's recomputed facts, a temporary table of the refresh transaction.
 RECOMPUTED_TABLE = "cj_recomputed_batch_facts"
 
-SOURCE_TABLES = (*BATCH_KEYED_TABLES, OUTBOX_TABLE, *SHARED_TABLES)
-# Past this many transactions since the watermark, 32-bit xmin arithmetic is not trusted.
+# Past this many transactions since the last refresh, a 32-bit xmin may have come round
+# again: the fingerprints are not trusted.
 MAX_XID_DISTANCE = 1 << 30
 
 
@@ -62,14 +64,17 @@ class FactsUpdate:
     written: int  # facts rows inserted or changed
     deleted: int  # facts rows of deleted batches removed
     batch_ids: tuple[int, ...] = ()  # the batches an incremental update recomputed
-    found_by: str = ""  # incremental: "change feed" or "service tables" (read by xmin)
+    # incremental: "change feed", or "service tables" (the row fingerprints)
+    found_by: str = ""
+    feed_note: str = ""  # why the change feed, installed, was not used; "" when it was
 
     def summary(self) -> str:
         cause = self.reason or (f"found by {self.found_by}" if self.found_by else "")
         why = f" ({cause})" if cause else ""
+        note = f"\nchange feed not used: {self.feed_note}" if self.feed_note else ""
         return (
             f"facts: {self.mode}{why}, {self.recomputed} batches recomputed,"
-            f" {self.written} rows written, {self.deleted} deleted"
+            f" {self.written} rows written, {self.deleted} deleted{note}"
         )
 
 
@@ -79,10 +84,6 @@ def _facts() -> sql.Composed:
 
 def _watermark() -> sql.Composed:
     return sql.Identifier(monitoring_schema(), WATERMARK_TABLE)
-
-
-def _source(table: str) -> sql.Composed:
-    return sql.Identifier(source_schema(), table)
 
 
 def facts_columns(conn: psycopg.Connection) -> list[str]:
@@ -100,60 +101,6 @@ def facts_columns(conn: psycopg.Connection) -> list[str]:
         (monitoring_schema(), FACTS_TABLE, FACTS_VIEW),
     ).fetchall()
     return [name for (name,) in rows]
-
-
-def source_deletions(conn: psycopg.Connection) -> dict[str, int]:
-    """Rows ever deleted from each service table, as the statistics system counts them."""
-    rows = conn.execute(
-        "select relname, n_tup_del from pg_catalog.pg_stat_user_tables"
-        " where schemaname = %s and relname = any(%s) order by relname",
-        (source_schema(), list(SOURCE_TABLES)),
-    ).fetchall()
-    return {name: int(count) for name, count in rows}
-
-
-def _written_since(distance: int) -> sql.Composed:
-    """A row written by a transaction at most `distance` transactions before this one (the
-    caller's transaction has an id: age() counts from it)."""
-    return sql.SQL("age(xmin) between 0 and {}").format(sql.Literal(distance))
-
-
-def changed_batches(conn: psycopg.Connection, distance: int) -> list[int]:
-    """Batches with a service row inserted or updated within the last `distance` transactions."""
-    written = _written_since(distance)
-    arms = [
-        sql.SQL("select {} as cj_batch_id from {} where {}").format(
-            sql.Identifier(column), _source(table), written
-        )
-        for table, column in BATCH_KEYED_TABLES.items()
-    ]
-    events = sql.SQL("(select aggregate_id from {} where {})").format(
-        _source(OUTBOX_TABLE), written
-    )
-    uploads = _source("cj_batch_uploads")
-    arms.append(
-        sql.SQL(
-            "select uploads.id from {} as uploads join {} as events"
-            " on events.aggregate_id = uploads.bos_batch_id"
-        ).format(uploads, events)
-    )
-    arms.append(
-        sql.SQL(
-            "select uploads.id from {} as uploads join {} as events"
-            " on events.aggregate_id = uploads.id::text"
-        ).format(uploads, events)
-    )
-    query = sql.SQL(" union ").join(arms)
-    return sorted(batch for (batch,) in conn.execute(query))
-
-
-def shared_tables_changed(conn: psycopg.Connection, distance: int) -> bool:
-    written = _written_since(distance)
-    query = sql.SQL(" or ").join(
-        sql.SQL("exists (select from {} where {})").format(_source(table), written)
-        for table in SHARED_TABLES
-    )
-    return bool(conn.execute(sql.SQL("select ") + query).fetchone()[0])
 
 
 def _column_list(columns: list[str], table: str | None = None) -> sql.Composed:
@@ -233,90 +180,191 @@ def _delete_gone(conn: psycopg.Connection, batches: list[int] | None) -> int:
         sql.SQL(
             "delete from {} as facts where {}not exists"
             " (select from {} as uploads where uploads.id = facts.cj_batch_id)"
-        ).format(_facts(), scope, _source("cj_batch_uploads")),
+        ).format(_facts(), scope, sql.Identifier(source_schema(), "cj_batch_uploads")),
         (batches,) if batches is not None else None,
     )
     return cursor.rowcount
 
 
-def update_batch_facts(conn: psycopg.Connection, *, full: bool = False) -> FactsUpdate:
-    """Bring int_batch_facts_incremental up to date; see the module docstring. `conn` must be
-    in a transaction, which the caller commits."""
+@dataclass(frozen=True)
+class Watermark:
+    """The row the previous refresh left in cj_batch_facts_watermark."""
+
+    changes_after_xid: int  # the oldest transaction its snapshot could not see
+    fingerprints_current: bool  # cj_source_fingerprints describe its snapshot
+    feed_signature: str
+    feed_losses: int | None
+    feed_pending_until: int | None  # the feed is not trusted before this transaction ended
+    feed_note: str
+
+
+def read_watermark(conn: psycopg.Connection) -> Watermark | None:
+    row = conn.execute(
+        sql.SQL(
+            "select changes_after_xid::text, fingerprints_current, feed_signature,"
+            " feed_losses, feed_pending_until::text, feed_note from {}"
+        ).format(_watermark())
+    ).fetchone()
+    if row is None:
+        return None
+    xid, current, signature, losses, pending, note = row
+    return Watermark(
+        int(xid), bool(current), signature, losses, None if pending is None else int(pending), note
+    )
+
+
+@dataclass(frozen=True)
+class FeedTrust:
+    """Whether this refresh may take the feed's batches alone, and what to store for the
+    next one."""
+
+    trusted: bool
+    note: str  # why not, when the feed is installed
+    pending_until: int | None
+
+
+def feed_trust(
+    stored: Watermark | None,
+    feed: change_feed.FeedState,
+    current_xid: int,
+    snapshot_xmin: int,
+) -> FeedTrust:
+    """The feed's continuity since the previous refresh (module docstring). A change of the
+    signature or of the loss counter may concern a transaction that is still running (a
+    revoke, a trigger that could not record): the feed is trusted again only from the first
+    refresh whose snapshot is past every transaction running at the refresh that saw it."""
+    changed_signature = stored is None or stored.feed_signature != feed.signature
+    changed_losses = stored is None or stored.feed_losses != feed.losses
+    if changed_signature or changed_losses:
+        pending: int | None = current_xid
+    else:
+        pending = stored.feed_pending_until
+        if pending is not None and snapshot_xmin >= pending:
+            pending = None
+    if not feed.installed:
+        return FeedTrust(False, "", pending)
+    if not feed.complete:
+        note = feed.summary().removeprefix("change feed: ")
+    elif stored is None:
+        note = "no earlier refresh to continue from (first refresh after a build)"
+    elif changed_signature:
+        note = "it was installed, removed, changed or re-granted since the last refresh"
+    elif changed_losses:
+        lost = (feed.losses or 0) - (stored.feed_losses or 0)
+        note = (
+            f"its triggers could not record {lost} service statements since the last refresh"
+            if lost > 0
+            else "its loss counter was reset"
+        )
+    elif pending is not None:
+        note = "transactions older than the change feed's last change are still running"
+    else:
+        return FeedTrust(True, "", None)
+    return FeedTrust(False, note, pending)
+
+
+def begin_refresh(conn: psycopg.Connection) -> None:
+    """The start of the refresh transaction (the caller's, just opened): REPEATABLE READ, and
+    the watermark table's lock before the snapshot, so that the snapshot sees everything the
+    refresh before this one wrote."""
+    conn.execute("set transaction isolation level repeatable read")
     try:
         conn.execute(sql.SQL("lock table {} in share row exclusive mode").format(_watermark()))
     except psycopg.errors.UndefinedTable:
         raise CjHealthError(
             f"{monitoring_schema()}.{WATERMARK_TABLE} does not exist; run `cj-health build`"
         ) from None
-    # An id for this transaction first: age(xmin) counts from it, and the snapshot taken
-    # next (the watermark for the next refresh) cannot see anything this one misses.
-    current_xid = int(conn.execute("select pg_current_xact_id()::text").fetchone()[0])
-    horizon = int(
-        conn.execute("select pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()[0]
-    )
-    deletions = source_deletions(conn)
-    stored = conn.execute(
-        sql.SQL(
-            "select changes_after_xid::text, source_deletions, used_change_feed from {}"
-        ).format(_watermark())
-    ).fetchone()
+
+
+def update_batch_facts(conn: psycopg.Connection, *, full: bool = False) -> FactsUpdate:
+    """Bring int_batch_facts_incremental up to date; see the module docstring. `conn` must be
+    in a transaction started with `begin_refresh`, which the caller commits."""
+    (isolation,) = conn.execute("select current_setting('transaction_isolation')").fetchone()
+    if isolation != "repeatable read":
+        raise CjHealthError("the refresh must run in a transaction started by begin_refresh")
+    stored = read_watermark(conn)
     columns = facts_columns(conn)
     if not columns:
         raise CjHealthError(
             f"{monitoring_schema()}.{FACTS_TABLE} does not exist; run `cj-health build`"
         )
-    # The feed's rows are taken whenever its queue exists, so that it never piles up; they
-    # are trusted alone only when every trigger is in place now and was at the previous
-    # refresh (which took every row written before it).
-    feed = change_feed.status(conn, count_pending=False)
-    fed = change_feed.take(conn) if feed.queue_exists else change_feed.NO_CHANGES
+    # The feed's rows are taken whenever this role can, so that the queue never piles up;
+    # the batches they name are recomputed in any branch.
+    feed = change_feed.inspect(conn, count_pending=False)
+    fed = change_feed.take(conn) if feed.can_take else change_feed.NO_CHANGES
+    # A transaction id only now, after the loss counter was read: every transaction that
+    # counted a loss before that read has a smaller id.
+    current_xid = int(conn.execute("select pg_current_xact_id()::text").fetchone()[0])
+    snapshot_xmin = int(
+        conn.execute("select pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()[0]
+    )
+    trust = feed_trust(stored, feed, current_xid, snapshot_xmin)
 
     reason = ""
-    found_by = ""
-    batches: list[int] | None = None
     if full:
         reason = "requested"
     elif stored is None:
         reason = "first refresh after a build"
-    elif feed.complete and stored[2]:
-        if fed.everything:
-            reason = "anchor references or assessment instructions changed, or a truncate"
-        else:
-            found_by = "change feed"
-            batches = sorted(fed.batch_ids)
-    elif stored[1] != deletions:
-        reason = "rows were deleted from a service table"
-    else:
-        distance = current_xid - int(stored[0])
-        if distance > MAX_XID_DISTANCE:
-            reason = "too many transactions since the last refresh"
-        elif shared_tables_changed(conn, distance):
+    elif fed.everything:
+        reason = "the change feed says a shared table changed or a table was truncated"
+    elif current_xid - stored.changes_after_xid > MAX_XID_DISTANCE:
+        reason = "too many transactions since the last refresh"
+    elif not trust.trusted and not stored.fingerprints_current:
+        reason = "the row fingerprints are out of date (the last refresh used the change feed)"
+
+    fingerprinted = not trust.trusted
+    if fingerprinted:
+        source_fingerprints.compute(conn)
+    found_by = ""
+    batches: list[int] | None = None
+    if not reason and trust.trusted:
+        found_by = "change feed"
+        batches = sorted(fed.batch_ids)
+    elif fingerprinted:
+        changed = source_fingerprints.affected(conn, source_fingerprints.store(conn))
+        if not reason and changed.shared:
             reason = "anchor references or assessment instructions changed"
-        else:
+        elif not reason:
             found_by = "service tables"
-            batches = sorted(set(changed_batches(conn, distance)) | fed.batch_ids)
+            batches = sorted(changed.batch_ids | fed.batch_ids)
 
     if batches is None:
         written = _rebuild(conn, columns)
     else:
         written = _upsert(conn, columns, batches) if batches else 0
-    # Found by the feed, a deleted batch is among the batches; found by reading the service
-    # tables, a delete forced a full rebuild, and any batch may be gone.
-    deleted = _delete_gone(conn, batches if found_by == "change feed" else None)
+    deleted = _delete_gone(conn, batches)
     conn.execute(
         sql.SQL(
-            "insert into {table} (changes_after_xid, source_deletions, used_change_feed,"
-            " recomputed_at, rebuilt_at) values (%s::text::xid8, %s, %s, now(), now())"
+            "insert into {table} (changes_after_xid, fingerprints_current, feed_signature,"
+            " feed_losses, feed_pending_until, feed_note, recomputed_at, rebuilt_at)"
+            " values (%(horizon)s::text::xid8, %(fingerprinted)s, %(signature)s, %(losses)s,"
+            " %(pending)s::text::xid8, %(note)s, now(), now())"
             " on conflict (is_current) do update set"
             " changes_after_xid = excluded.changes_after_xid,"
-            " source_deletions = excluded.source_deletions,"
-            " used_change_feed = excluded.used_change_feed,"
+            " fingerprints_current = excluded.fingerprints_current,"
+            " feed_signature = excluded.feed_signature,"
+            " feed_losses = excluded.feed_losses,"
+            " feed_pending_until = excluded.feed_pending_until,"
+            " feed_note = excluded.feed_note,"
             " recomputed_at = excluded.recomputed_at,"
-            " rebuilt_at = case when %s then excluded.rebuilt_at else {table}.rebuilt_at end"
+            " rebuilt_at = case when %(rebuilt)s then excluded.rebuilt_at"
+            " else {table}.rebuilt_at end"
         ).format(table=_watermark()),
-        (str(horizon), Jsonb(deletions), feed.complete, batches is None),
+        {
+            "horizon": str(snapshot_xmin),
+            "fingerprinted": fingerprinted,
+            "signature": feed.signature,
+            "losses": feed.losses,
+            "pending": None if trust.pending_until is None else str(trust.pending_until),
+            "note": trust.note,
+            "rebuilt": batches is None,
+        },
     )
     if batches is None:
         recomputed = conn.execute(sql.SQL("select count(*) from {}").format(_facts())).fetchone()
-        return FactsUpdate("full", reason, int(recomputed[0]), written, deleted)
-    return FactsUpdate("incremental", "", len(batches), written, deleted, tuple(batches), found_by)
+        return FactsUpdate(
+            "full", reason, int(recomputed[0]), written, deleted, feed_note=trust.note
+        )
+    return FactsUpdate(
+        "incremental", "", len(batches), written, deleted, tuple(batches), found_by, trust.note
+    )

@@ -15,7 +15,8 @@ and the tests then report what is wrong.
 `refresh(database)` brings the stored per-batch facts up to date for the batches whose rows
 changed (cj_health.batch_facts; `full=True` rebuilds every batch), then runs `REFRESH
 MATERIALIZED VIEW CONCURRENTLY` on cj_batch_health and on cj_batch_health_refresh (its one-row
-refresh time), all in one transaction with psycopg (no dbt start-up), or a plain refresh when
+refresh time), all in one REPEATABLE READ transaction with psycopg (no dbt start-up), or a
+plain refresh when
 a view was never populated, with the session settings of dbt var `cj_refresh_settings` (JIT
 off, more work_mem) for that transaction only, as the last dbt run resolved it
 (cj_health.settings).
@@ -34,7 +35,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from cj_health.batch_facts import FactsUpdate, update_batch_facts
+from cj_health.batch_facts import FactsUpdate, begin_refresh, update_batch_facts
 from cj_health.db import Database, connect, monitoring_schema
 from cj_health.dbt_runner import DbtResult, dbt_work_dir, run_dbt
 from cj_health.errors import EXIT_OK, EXIT_PROBLEMS_FOUND, EXIT_USAGE, CjHealthError
@@ -207,11 +208,13 @@ def refresh(database: Database, *, full: bool = False) -> RefreshResult:
 
 
 def refresh_in_transaction(conn: psycopg.Connection, *, full: bool = False) -> FactsUpdate:
-    """The refresh itself, in one transaction on `conn` (autocommit): the session settings,
-    the stored facts, then both materialized views. One transaction, one now():
+    """The refresh itself, in one REPEATABLE READ transaction on `conn` (autocommit): the
+    facts' lock (before the snapshot), the session settings, the stored facts, then both
+    materialized views. One transaction, one snapshot, one now():
     cj_batch_health_refresh.refreshed_at is the moment the verdicts were judged at."""
     schema = monitoring_schema()
     with conn.transaction():
+        begin_refresh(conn)
         for name, value in refresh_settings(conn).items():
             conn.execute("select set_config(%s, %s, true)", (name, value))
         facts = update_batch_facts(conn, full=full)

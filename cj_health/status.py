@@ -3,8 +3,11 @@
 The target; the age of cj_batch_health; the last run of each recorded command with its exit
 code (and whether a scheduled one is overdue: its last successful run older than twice its
 interval, the dead man's switch); batches per problem code, alerting and acknowledged; the
-open incidents. Exit 0 when all is well, 1 when something alerts (a batch, a stale view, a
-failed or overdue run), 2 when the status cannot be read (no database, not built yet).
+open incidents; the change feed, and why the last refresh did not use it. Exit 0 when all is
+well, 1 when something alerts (a batch, a stale view, a failed or overdue run, a change-feed
+queue that this role cannot take and that therefore grows), 2 when the status cannot be read
+(no database, not built yet). Read as the role that refreshes, it needs no privilege on the
+service tables or the feed: what it may not read it reports.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from cj_health import change_feed
+from cj_health.batch_facts import read_watermark
 from cj_health.db import Database, connect, monitoring_schema
 from cj_health.errors import EXIT_OK, EXIT_PROBLEMS_FOUND, CjHealthError
 from cj_health.monitoring_tables import (
@@ -49,13 +53,18 @@ class StatusReport:
     runs: list[dict[str, Any]] = field(default_factory=list)
     problem_codes: list[dict[str, Any]] = field(default_factory=list)
     open_incidents: list[dict[str, Any]] = field(default_factory=list)
-    # Information, not a problem: without a complete feed the refresh reads the service tables.
+    # Information: without a complete feed the refresh reads the service tables (correct,
+    # slower), and says why.
     change_feed: str = ""
+    # A problem: the feed's queue is there but this role cannot take it, so it grows.
+    change_feed_problem: str = ""
 
     @property
     def problems(self) -> list[str]:
         """Why the status alerts, one phrase each; empty when all is well."""
         found = []
+        if self.change_feed_problem:
+            found.append(self.change_feed_problem)
         if self.alerting_batches:
             found.append(f"{self.alerting_batches} batches alerting")
         if self.view_age_minutes is None or self.view_age_minutes > VIEW_STALE_MINUTES:
@@ -97,6 +106,7 @@ class StatusReport:
                 for incident in self.open_incidents
             ],
             "change_feed": self.change_feed,
+            "change_feed_problem": self.change_feed_problem,
             "problems": self.problems,
             "exit_code": self.exit_code,
         }
@@ -200,8 +210,31 @@ def _read(conn: psycopg.Connection, database: Database) -> StatusReport:
     report.runs = _runs(conn)
     report.problem_codes = _problem_codes(conn)
     report.open_incidents = _open_incidents(conn)
-    report.change_feed = change_feed.status(conn).summary()
+    report.change_feed, report.change_feed_problem = _change_feed(conn)
     return report
+
+
+def _change_feed(conn: psycopg.Connection) -> tuple[str, str]:
+    """The feed's line (with why the last refresh did not use it) and its problem, if any.
+    Never an error: what cannot be read is said."""
+    try:
+        with conn.transaction():
+            state = change_feed.inspect(conn)
+    except psycopg.Error as exc:
+        message = exc.diag.message_primary or type(exc).__name__
+        return f"change feed: cannot be read ({message})", ""
+    line = state.summary()
+    try:
+        with conn.transaction():
+            watermark = read_watermark(conn)
+    except psycopg.Error:
+        watermark = None
+    if state.installed and watermark is not None and watermark.feed_note:
+        line += f"\n        the last refresh did not use it: {watermark.feed_note}"
+    problem = ""
+    if state.installed and not state.can_take:
+        problem = "the change feed's queue is not taken by this role and grows"
+    return line, problem
 
 
 def _runs(conn: psycopg.Connection) -> list[dict[str, Any]]:

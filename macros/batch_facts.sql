@@ -1,13 +1,17 @@
-{#- The stored per-batch facts (int_batch_facts_incremental) and the watermark of the refresh
-    that keeps them up to date (cj_health/batch_facts.py).
+{#- The stored per-batch facts (int_batch_facts_incremental) and the state of the refresh
+    that keeps them up to date (cj_health/batch_facts.py), both created here (on-run-start),
+    never dropped.
 
-    cj_batch_facts_watermark holds one row: the oldest transaction id the last refresh could
-    not see (`changes_after_xid`, a snapshot's xmin): a service row whose xmin is at least
-    this one was inserted or updated since, and its batch is recomputed. Deletes leave no
-    row behind, so the row also keeps the service tables' delete counters
-    (`source_deletions`, from pg_stat_user_tables); when they move, the refresh rebuilds
-    every batch. No row: the next refresh rebuilds every batch. Created here (on-run-start),
-    never dropped. -#}
+    cj_batch_facts_watermark holds one row, written by each refresh: the oldest transaction
+    its snapshot could not see (`changes_after_xid`), whether the row fingerprints below
+    describe that snapshot (`fingerprints_current`), what it saw of the change feed (the
+    catalog signature, the loss counter, until which transaction the feed is not trusted yet)
+    and why it did not use the feed (`feed_note`). No row: the next refresh rebuilds every
+    batch.
+
+    cj_source_fingerprints holds the fingerprints of the service rows
+    (cj_health/source_fingerprints.py): per batch, per outbox aggregate and per shared table,
+    a row count and a hash of the row versions. -#}
 
 {% macro batch_facts_watermark_table() -%}
     {{ return('cj_batch_facts_watermark') }}
@@ -16,20 +20,36 @@
 
 {% macro create_batch_facts_watermark_table() -%}
     {%- set schema = adapter.quote(target.schema) -%}
+    {%- set watermark = schema ~ '.' ~ batch_facts_watermark_table() -%}
 create schema if not exists {{ schema }};
 
-create table if not exists {{ schema }}.{{ batch_facts_watermark_table() }} (
+create table if not exists {{ watermark }} (
     is_current boolean primary key default true check (is_current),
     changes_after_xid xid8 not null,
-    source_deletions jsonb not null,
     recomputed_at timestamptz not null,
     rebuilt_at timestamptz not null
 );
 
--- Whether the refresh that wrote the row took the change feed with every trigger in place
--- (cj_health/change_feed.py): only then can the next refresh trust the feed alone.
-alter table {{ schema }}.{{ batch_facts_watermark_table() }}
-add column if not exists used_change_feed boolean not null default false;
+-- The delete counters of pg_stat_user_tables, and whether the feed was used, were kept here
+-- before the fingerprints and the feed's signature replaced them.
+alter table {{ watermark }} drop column if exists source_deletions;
+alter table {{ watermark }} drop column if exists used_change_feed;
+alter table {{ watermark }}
+add column if not exists fingerprints_current boolean not null default false;
+alter table {{ watermark }}
+add column if not exists feed_signature text not null default '';
+alter table {{ watermark }} add column if not exists feed_losses bigint;
+alter table {{ watermark }} add column if not exists feed_pending_until xid8;
+alter table {{ watermark }} add column if not exists feed_note text not null default '';
+
+-- Keys compared byte for byte (collation "C"): ids, not words to sort for people.
+create table if not exists {{ schema }}.cj_source_fingerprints (
+    source text collate "C" not null,
+    source_key text collate "C" not null,
+    row_count bigint not null,
+    row_hash bigint not null,
+    primary key (source, source_key)
+);
 {%- endmacro %}
 
 

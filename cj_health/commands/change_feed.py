@@ -12,16 +12,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "change-feed",
         help="triggers recording which batches the service wrote (faster every-minute refresh)",
         description="Install, remove or show the change feed: statement-level triggers on the "
-        "service tables that record which batches each write touched, in the monitoring "
-        "schema's cj_batch_changes. With it, `cj-health refresh` reads that queue instead of "
-        "every row of the service tables. Installing changes the service's database: it needs "
-        "the owner of the service tables, waits at most 5 s for each table's lock, and is one "
-        "transaction. See docs/runbook.md.",
+        "service tables that record which batches each write touched, in the queue "
+        "cj_monitoring_feed.cj_batch_changes. With it, `cj-health refresh` reads that queue "
+        "instead of every row of the service tables. Installing changes the service's "
+        "database: it needs the owner of the service tables, waits at most 5 s for each "
+        "table's lock, and is one transaction. See docs/runbook.md.",
     )
     actions = parser.add_subparsers(dest="feed_command", required=True, metavar="ACTION")
-    actions.add_parser("install", help="install or reinstall the triggers").set_defaults(
-        handler=cmd_install
+    install = actions.add_parser("install", help="install or reinstall the triggers")
+    install.add_argument(
+        "--refresh-role",
+        metavar="ROLE",
+        help="the role that runs `cj-health refresh`: granted what the refresh needs on the "
+        "feed (default: the owner of the monitoring schema, when it is another role)",
     )
+    install.set_defaults(handler=cmd_install)
     actions.add_parser("remove", help="drop the triggers and the queue").set_defaults(
         handler=cmd_remove
     )
@@ -49,7 +54,12 @@ def _run(action):
         except psycopg.errors.InsufficientPrivilege as exc:
             raise CjHealthError(
                 f"not allowed: {exc.diag.message_primary}; run it as the owner of the service"
-                " tables; nothing was changed"
+                " tables, with CREATE on the database (for the feed's schema); nothing was"
+                " changed"
+            ) from None
+        except psycopg.errors.UndefinedObject as exc:
+            raise CjHealthError(
+                f"{exc.diag.message_primary} (--refresh-role?); nothing was changed"
             ) from None
         except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
             raise CjHealthError(
@@ -62,12 +72,31 @@ def _run(action):
 
 
 def cmd_install(args: argparse.Namespace) -> int:
+    from functools import partial
+
     from cj_health import change_feed
 
-    status = _run(change_feed.install)
-    print(status.summary())
+    state, role, user = _run(partial(_install, refresh_role=args.refresh_role))
+    print(state.summary())
+    if role:
+        print(f"granted {role} what `cj-health refresh` needs on {change_feed.feed_schema()}")
+    else:
+        print(
+            f"`cj-health refresh` must run as {user}, or as a role granted (as {user}):"
+        )
+        for grant in change_feed.refresh_grants("<refresh role>"):
+            print(f"  {grant.as_string(None)};")
     print("the next `cj-health refresh` still reads the service tables once; later ones use it")
     return 0
+
+
+def _install(conn, refresh_role: str | None):
+    from cj_health import change_feed
+
+    role = refresh_role or change_feed.default_refresh_role(conn)
+    state = change_feed.install(conn, role)
+    (user,) = conn.execute("select current_user").fetchone()
+    return state, role, user
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
@@ -81,18 +110,9 @@ def cmd_remove(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from cj_health import change_feed
 
-    status = _run(change_feed.status)
+    state = _run(change_feed.inspect)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "complete": status.complete,
-                    "installed": status.installed,
-                    "missing": list(status.missing),
-                    "pending": status.pending,
-                }
-            )
-        )
+        print(json.dumps(state.as_dict()))
     else:
-        print(status.summary())
-    return 1 if status.installed and not status.complete else 0
+        print(state.summary())
+    return 1 if state.installed and not state.complete else 0

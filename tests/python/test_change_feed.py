@@ -9,7 +9,8 @@ On production's head schema with one batch per production shape, built once per 
   replication apply);
 - an anchor reference change or a truncate makes the next refresh rebuild every batch;
 - with one trigger disabled the feed is incomplete: `change-feed status` exits 1 and the
-  refresh reads the service tables again, finding the write the feed missed;
+  refresh reads the service tables again (every batch, since the fingerprints it would
+  compare with are from before the feed), finding the write the feed missed;
 - with the queue dropped by hand, service writes still succeed and the refresh falls back
   the same way;
 - installing on a schema that is not the service's fails in one line and leaves nothing.
@@ -27,11 +28,11 @@ import pytest
 from conftest import _create, _drop
 from production_shapes import load_production_shapes
 from psycopg import sql
+from refresh_support import stored_difference
 
 from cj_health import change_feed
-from cj_health.batch_facts import FACTS_TABLE, FACTS_VIEW, facts_columns
 from cj_health.build import build, refresh
-from cj_health.db import Database, connect, monitoring_schema
+from cj_health.db import Database, connect
 from cj_health.paths import project_dir
 from cj_health.status import load_status
 
@@ -48,6 +49,8 @@ def fed_template(admin_db: Database) -> Iterator[str]:
         with connect(template, autocommit=True) as conn:
             assert change_feed.install(conn).complete
         assert refresh(template).facts.mode == "full"  # the first refresh after a build
+        # the first refresh after the install read the service tables; this one trusts it
+        assert refresh(template).facts.found_by == "change feed"
         yield template.dbname
     finally:
         _drop(admin_db, template.dbname)
@@ -69,17 +72,7 @@ def _two_batches(conn: psycopg.Connection) -> tuple[int, int]:
 
 
 def _stored_equals_full(database: Database) -> bool:
-    with connect(database) as conn:
-        columns = sql.SQL(", ").join(map(sql.Identifier, facts_columns(conn)))
-        schema = monitoring_schema()
-        view, table = sql.Identifier(schema, FACTS_VIEW), sql.Identifier(schema, FACTS_TABLE)
-        (different,) = conn.execute(
-            sql.SQL(
-                "select count(*) from ((select {c} from {v} except all select {c} from {t})"
-                " union all (select {c} from {t} except all select {c} from {v})) as d"
-            ).format(c=columns, v=view, t=table)
-        ).fetchone()
-    return different == 0
+    return stored_difference(database) == (0, 0)
 
 
 def _feed_objects(conn: psycopg.Connection) -> tuple[int, int, bool]:
@@ -92,7 +85,11 @@ def _feed_objects(conn: psycopg.Connection) -> tuple[int, int, bool]:
         "select count(*) from pg_catalog.pg_proc where proname like %s",
         (change_feed.FUNCTION_PREFIX + "%",),
     ).fetchone()
-    return int(triggers), int(functions), change_feed.status(conn).queue_exists
+    queue = conn.execute(
+        "select to_regclass(%s) is not null",
+        (f"{change_feed.feed_schema()}.{change_feed.QUEUE_TABLE}",),
+    ).fetchone()[0]
+    return int(triggers), int(functions), bool(queue)
 
 
 def test_install_is_idempotent_and_remove_leaves_nothing(fed: Database) -> None:
@@ -103,15 +100,18 @@ def test_install_is_idempotent_and_remove_leaves_nothing(fed: Database) -> None:
         assert _feed_objects(conn) == (expected_triggers, len(change_feed.FED_TABLES), True)
         change_feed.remove(conn)
         assert _feed_objects(conn) == (0, 0, False)
-        assert not change_feed.status(conn).installed
-    # Without the feed the refresh reads the service tables, as before it was installed.
+        assert not change_feed.inspect(conn).installed
+    # Without the feed the refresh reads the service tables: once every batch (the row
+    # fingerprints are from before the feed), then the changed ones, as before it was
+    # installed.
+    assert refresh(fed).facts.mode == "full"
     with connect(fed) as conn:
         batch, _ = _two_batches(conn)
         conn.execute("update cj_batch_states set total_budget = 7 where batch_id = %s", (batch,))
         conn.commit()
     facts = refresh(fed).facts
     assert (facts.mode, facts.found_by) == ("incremental", "service tables")
-    assert batch in facts.batch_ids
+    assert facts.batch_ids == (batch,)
 
 
 def test_every_touched_batch_is_recorded_and_recomputed(fed: Database) -> None:
@@ -242,8 +242,24 @@ def test_an_incomplete_feed_is_reported_and_not_trusted(fed: Database) -> None:
     assert report.change_feed.startswith("change feed: INCOMPLETE")
     assert not any("feed" in problem for problem in report.problems)
     facts = refresh(fed).facts
-    assert (facts.mode, facts.found_by) == ("incremental", "service tables")
-    assert batch in facts.batch_ids
+    # The fingerprints it would compare with are from before the feed: every batch.
+    assert facts.mode == "full", facts.summary()
+    assert "cj_comparison_pairs: update" in facts.feed_note
+    assert _stored_equals_full(fed)
+    # `status` says why the refresh did not use the feed.
+    assert "cj_comparison_pairs: update" in load_status(fed).change_feed
+    # Still incomplete: the next refresh compares the fingerprints, and finds the next write.
+    with connect(fed) as conn:
+        conn.execute(
+            "update cj_comparison_pairs set winner = null where id ="
+            " (select min(id) from cj_comparison_pairs where cj_batch_id = %s)",
+            (batch,),
+        )
+        conn.commit()
+    facts = refresh(fed).facts
+    assert (facts.mode, facts.found_by, facts.batch_ids) == (
+        "incremental", "service tables", (batch,)
+    ), facts.summary()
     assert _stored_equals_full(fed)
 
 
@@ -252,7 +268,7 @@ def test_a_dropped_queue_never_fails_a_service_write(fed: Database) -> None:
         batch, _ = _two_batches(conn)
         conn.execute(
             sql.SQL("drop table {}").format(
-                sql.Identifier(monitoring_schema(), change_feed.QUEUE_TABLE)
+                sql.Identifier(change_feed.feed_schema(), change_feed.QUEUE_TABLE)
             )
         )
         conn.commit()
@@ -264,7 +280,8 @@ def test_a_dropped_queue_never_fails_a_service_write(fed: Database) -> None:
             " values ('NEW1', 'course instructions', 'swedish_8_anchor')"
         )
         conn.commit()
-        assert not change_feed.status(conn).complete
+        assert not change_feed.inspect(conn).complete
     facts = refresh(fed).facts
-    assert facts.mode == "full", facts.summary()  # deletes, read from the service tables
+    assert facts.mode == "full", facts.summary()  # the fingerprints were from before the feed
+    assert "gone" in facts.feed_note
     assert _stored_equals_full(fed)

@@ -9,9 +9,9 @@ time, a fault breaks its batch and one `refresh` (not `--full`) follows. After t
 - cj_batch_health shows the fault's problem code on its batch and the batch alerts; no other
   batch that has not been broken shows any issue;
 - the stored facts were updated as cj_health.batch_facts promises: incrementally, with the
-  broken batch among the recomputed ones, when the fault only inserted or updated rows;
-  every batch rebuilt when the fault deleted rows (deletes leave no row whose xmin tells),
-  the deleted rows being counted by PostgreSQL in the fault's own transaction;
+  broken batch among the recomputed ones, whether the fault inserted, updated or deleted rows
+  (the rows it deleted are reported, as PostgreSQL counts them in the fault's own
+  transaction);
 - `refresh --full` then leaves cj_batch_health (all columns) and the stored facts equal, row
   for row, to what the incremental refresh gave: incremental equals full, every value
   exactly (the reliability's aggregates are exact, whatever order the plan reads rows in).
@@ -19,10 +19,9 @@ time, a fault breaks its batch and one `refresh` (not `--full`) follows. After t
 The catalogue's wedges (batch20_wedge, scoring_wedge, stalled) backdate last_activity_at
 and updated_at by an hour or more, so a refresh that looked for changes by the service's
 timestamps would miss them; they reach their state by rewinding a finished batch, which
-deletes its projections and events, so the xmin refresh rebuilds every batch for them. The
-same wedges as production leaves them, on a batch the finalizer never finished (nothing to
-delete, only the state, the status and the backdated activity written), prove that the
-time-based codes are also caught by an incremental refresh.
+deletes its projections and events. The same wedges as production leaves them, on a batch
+the finalizer never finished (nothing to delete, only the state, the status and the
+backdated activity written), are matrix cases of their own.
 
 The matrix is printed.
 """
@@ -39,8 +38,8 @@ import pytest
 from conftest import _create, _drop
 from psycopg import sql
 from psycopg.rows import dict_row
+from refresh_support import FEED, FOUND_BY, NO_FEED, start
 
-from cj_health import change_feed
 from cj_health.batch_facts import FACTS_TABLE, FactsUpdate, facts_columns
 from cj_health.build import build, refresh
 from cj_health.db import Database, connect, monitoring_schema, source_schema
@@ -67,39 +66,18 @@ class RefreshMode:
     """One way for the refresh to tell which batches changed. `start` runs once after the
     build, before any fault: what the mode needs so that the next refresh is incremental.
     `found_by`: what an incremental refresh says it found the changed batches by
-    (FactsUpdate.found_by), so that a mode never passes on another mode's fallback.
-    `full_after_deletes`: a fault that deleted rows makes the next refresh rebuild every
-    batch."""
+    (FactsUpdate.found_by), so that a mode never passes on another mode's fallback."""
 
     name: str
-    start: Callable[[Database], None]
+    start: Callable[[Database], object]
     found_by: str
-    full_after_deletes: bool
-
-
-def _start_xmin(database: Database) -> None:
-    """Without the change feed, the refresh reads the service tables. The first refresh after
-    a build rebuilds every batch and stores the xmin watermark and the service tables' delete
-    counters, which the next refresh compares against."""
-    facts = refresh(database).facts
-    assert facts.mode == "full", facts.summary()
-
-
-def _start_change_feed(database: Database) -> None:
-    """With the change feed, its triggers name the changed batches, deleted rows included.
-    The first refresh after installing it (here also the first after the build) rebuilds
-    every batch; the next ones take the feed."""
-    with connect(database, autocommit=True) as conn:
-        assert change_feed.install(conn).complete
-    facts = refresh(database).facts
-    assert facts.mode == "full", facts.summary()
 
 
 REFRESH_MODES = [
-    RefreshMode("xmin", _start_xmin, found_by="service tables", full_after_deletes=True),
-    RefreshMode(
-        "change_feed", _start_change_feed, found_by="change feed", full_after_deletes=False
-    ),
+    # Without the change feed, the refresh compares the row fingerprints.
+    RefreshMode("fingerprints", partial(start, mode=NO_FEED), found_by=FOUND_BY[NO_FEED]),
+    # With it, its triggers name the changed batches, deleted rows included.
+    RefreshMode("change_feed", partial(start, mode=FEED), found_by=FOUND_BY[FEED]),
 ]
 
 
@@ -229,10 +207,8 @@ def _differences(rows: dict[int, Row], others: dict[int, Row]) -> dict[int, list
 
 def _inject(database: Database, apply: Callable[[psycopg.Connection], None]) -> dict[str, int]:
     """Apply one fault in its own transaction, as break_batch does; return the rows it
-    deleted per service table, as PostgreSQL counts them in that transaction. The counts are
-    sent to the statistics system at the commit, so the refresh that follows sees them (a
-    session sends them when it goes idle, at most once a second: a refresh in between sees
-    the deletion at the next refresh)."""
+    deleted per service table, as PostgreSQL counts them in that transaction (reported in
+    the matrix; the refresh does not read them)."""
     with connect(database) as conn:
         apply(conn)
         deleted = conn.execute(
@@ -240,7 +216,6 @@ def _inject(database: Database, apply: Callable[[psycopg.Connection], None]) -> 
             " where schemaname = %s and n_tup_del > 0 order by relname",
             (source_schema(),),
         ).fetchall()
-        conn.execute("select pg_stat_force_next_flush()")
         conn.commit()
     return {table: int(count) for table, count in deleted}
 
@@ -318,10 +293,6 @@ def _run_matrix(database: Database, mode: RefreshMode, out: Path) -> Matrix:
     return Matrix(mode, healthy_ids, unbroken, cases)
 
 
-def _expected_facts_mode(mode: RefreshMode, case: Case) -> str:
-    return "full" if case.deleted and mode.full_after_deletes else "incremental"
-
-
 # --- the matrix ---------------------------------------------------------------------------
 
 
@@ -397,17 +368,11 @@ def test_no_batch_left_unbroken_shows_any_issue(matrix: Matrix, name: str) -> No
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
-def test_the_facts_update_is_incremental_unless_the_fault_deleted_rows(
-    matrix: Matrix, name: str
-) -> None:
+def test_the_facts_update_is_incremental(matrix: Matrix, name: str) -> None:
     case = matrix.cases[name]
-    expected = _expected_facts_mode(matrix.mode, case)
-    assert case.facts.mode == expected, (
-        f"{name} deleted {case.deleted or 'nothing'}: expected {expected}, got "
-        f"{case.facts.summary()}"
+    assert (case.facts.mode, case.facts.found_by) == ("incremental", matrix.mode.found_by), (
+        f"{name} deleted {case.deleted or 'nothing'}: {case.facts.summary()}"
     )
-    if expected == "incremental":
-        assert case.facts.found_by == matrix.mode.found_by, case.facts.summary()
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
