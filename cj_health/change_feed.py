@@ -32,7 +32,11 @@ remembers it (undone with the lock by a rollback to a savepoint). Only then does
 outside any exception block. When one
 check fails, it records the loss instead: `nextval` of the loss counter (which LOCK TABLE
 cannot lock; in an exception block with a 10 ms lock_timeout; nextval gives no
-subtransaction an id), and nothing else.
+subtransaction an id), and nothing else. What the triggers have survived in the tests
+(tests/python/test_feed_harmless.py): the owner's grants revoked, the queue dropped, renamed,
+given a constraint or locked by another session, and the queue locked while the loss counter
+was held by an uncommitted ALTER SEQUENCE (the one loss nothing records: the hourly full
+refresh bounds it).
 
 `inspect` reads what the refresh needs to decide whether the feed can be trusted: which
 triggers are in place (always enabled, calling exactly the function `install` wrote), the

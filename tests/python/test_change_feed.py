@@ -14,6 +14,9 @@ On production's head schema with one batch per production shape, built once per 
 - with the queue dropped by hand, service writes still succeed and the refresh falls back
   the same way;
 - installing on a schema that is not the service's fails in one line and leaves nothing.
+
+The harm the feed must never do to service writes is tested in test_feed_harmless.py, the
+refresh's exactness around installs and removals in test_refresh_exactness.py.
 """
 
 from __future__ import annotations
