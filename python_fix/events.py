@@ -5,14 +5,19 @@ publisher builds them, so each passes its consumer's contract.
 - result (AssessmentResultV1) on `huleedu.assessment.result.published.v1`, for RAS: every essay
   of the batch, anchors included (is_anchor true), ranked 1..n by BT score;
 - resource (ResourceConsumptionV1) on `huleedu.resource.consumption.v1`, for entitlements:
-  `cj_comparison` units over the student pairs.
+  `cj_comparison` units over the student pairs;
+- failure (CJAssessmentFailedV1) on `huleedu.cj_assessment.failed.v1`, for `finalize_failure`:
+  status `failed_critically`, stage `failed`, error_info `{reason, details}`, the caller's
+  correlation id.
 
 Each row's `event_data` is the event envelope plus a top-level `topic` key, as the service's
-outbox manager stores it. Nothing here carries essay text.
+outbox manager stores it. Nothing here carries essay text. `wake_relay` wakes the outbox relay
+(Redis `LPUSH outbox:wake:<service> wake`) once the rows are committed.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -26,12 +31,32 @@ SCHEMA_VERSION = 1
 COMPLETED_TOPIC = "huleedu.cj_assessment.completed.v1"
 RESULT_TOPIC = "huleedu.assessment.result.published.v1"
 RESOURCE_TOPIC = "huleedu.resource.consumption.v1"
+FAILED_TOPIC = "huleedu.cj_assessment.failed.v1"
 # The result row's event_type column is the event name, not its topic (production's publisher).
 RESULT_EVENT_TYPE = "assessment.result.published"
 RESOURCE_TYPE = "cj_comparison"
 ASSESSMENT_METHOD = "cj_assessment"
 LLM_TEMPERATURE = 0.1
 DISTRIBUTION_GRADES = ("A", "B", "C", "D", "E", "F", "U")
+WAKE_KEY_PREFIX = "outbox:wake:"
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Route:
+    """How production's publisher stores an event of one topic."""
+
+    event_type: str  # the event_type column
+    aggregate_type: str
+    aggregate_id_field: str  # the data field that is the aggregate id
+
+
+ROUTES: dict[str, Route] = {
+    COMPLETED_TOPIC: Route(COMPLETED_TOPIC, "cj_batch", "entity_id"),
+    RESULT_TOPIC: Route(RESULT_EVENT_TYPE, "assessment_result", "cj_assessment_job_id"),
+    RESOURCE_TOPIC: Route(RESOURCE_TOPIC, "resource_consumption", "entity_id"),
+    FAILED_TOPIC: Route(FAILED_TOPIC, "cj_batch", "entity_id"),
+}
 
 
 @dataclass(frozen=True)
@@ -69,11 +94,57 @@ class BatchFacts:
 
 @dataclass(frozen=True)
 class OutboxRow:
+    """One event_outbox row: its columns, and `event_data` as stored (envelope + `topic`)."""
+
     topic: str
     event_type: str
     aggregate_type: str
     aggregate_id: str
     event_data: dict[str, Any]
+
+    def envelope(self) -> Envelope:
+        """The event envelope, as the service's OutboxManager takes it."""
+        return Envelope({k: v for k, v in self.event_data.items() if k != "topic"})
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """An EventEnvelope already in JSON form, with what the OutboxManager reads of one:
+    `model_dump(mode="json")`, `metadata` (a `partition_key` there overrides the event key)
+    and the envelope's header fields."""
+
+    document: dict[str, Any]
+
+    def model_dump(self, mode: str = "json") -> dict[str, Any]:
+        return dict(self.document)
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        return self.document.get("metadata")
+
+    @property
+    def correlation_id(self) -> uuid.UUID:
+        return uuid.UUID(self.document["correlation_id"])
+
+    @property
+    def event_id(self) -> uuid.UUID:
+        return uuid.UUID(self.document["event_id"])
+
+    @property
+    def event_type(self) -> str:
+        return self.document["event_type"]
+
+    @property
+    def event_timestamp(self) -> str:
+        return self.document["event_timestamp"]
+
+    @property
+    def source_service(self) -> str:
+        return self.document["source_service"]
+
+    @property
+    def schema_version(self) -> int:
+        return self.document["schema_version"]
 
 
 def _iso(moment: datetime) -> str:
@@ -85,12 +156,10 @@ def _iso(moment: datetime) -> str:
 
 def _row(
     topic: str,
-    event_type: str,
-    aggregate_type: str,
-    aggregate_id: str,
     batch: BatchFacts,
     data: dict[str, Any],
     now: datetime,
+    correlation_id: uuid.UUID | None = None,
 ) -> OutboxRow:
     envelope = {
         "event_id": str(uuid.uuid4()),
@@ -98,13 +167,15 @@ def _row(
         "event_timestamp": _iso(now),
         "source_service": SOURCE_SERVICE,
         "schema_version": SCHEMA_VERSION,
-        "correlation_id": str(batch.correlation_id),
+        "correlation_id": str(correlation_id or batch.correlation_id),
         "data_schema_uri": None,
         "data": data,
         "metadata": {},
         "topic": topic,
     }
-    return OutboxRow(topic, event_type, aggregate_type, aggregate_id, envelope)
+    route = ROUTES[topic]
+    aggregate_id = str(data[route.aggregate_id_field])
+    return OutboxRow(topic, route.event_type, route.aggregate_type, aggregate_id, envelope)
 
 
 def build_outbox_rows(
@@ -121,13 +192,44 @@ def build_outbox_rows(
     anchors = [essay for essay in ranking if essay.is_anchor]
     duration = round(max(0.0, (now - _as_utc(batch.created_at)).total_seconds()), 2)
     return [
-        _row(COMPLETED_TOPIC, COMPLETED_TOPIC, "cj_batch", batch.bos_batch_id, batch,
-             _completion_data(batch, students, now, duration), now),
-        _row(RESULT_TOPIC, RESULT_EVENT_TYPE, "assessment_result", str(batch.cj_batch_id), batch,
+        _row(COMPLETED_TOPIC, batch, _completion_data(batch, students, now, duration), now),
+        _row(RESULT_TOPIC, batch,
              _result_data(batch, ranking, anchors, grades, model, now, duration), now),
-        _row(RESOURCE_TOPIC, RESOURCE_TOPIC, "resource_consumption", batch.bos_batch_id, batch,
-             _resource_data(batch, students, now), now),
+        _row(RESOURCE_TOPIC, batch, _resource_data(batch, students, now), now),
     ]  # fmt: skip
+
+
+def build_failure_row(
+    batch: BatchFacts,
+    correlation_id: uuid.UUID,
+    reason: str,
+    details: dict[str, Any] | None,
+    *,
+    now: datetime | None = None,
+) -> OutboxRow:
+    """The failure row `finalize_failure` writes, with the caller's correlation id."""
+    now = now or datetime.now(UTC)
+    data = {
+        "event_name": "cj_assessment.failed",
+        "entity_id": batch.bos_batch_id,
+        "entity_type": "batch",
+        "parent_id": None,
+        "timestamp": _iso(now),
+        "status": "failed_critically",
+        "system_metadata": {
+            "entity_id": batch.bos_batch_id,
+            "entity_type": "batch",
+            "parent_id": None,
+            "timestamp": _iso(now),
+            "processing_stage": "failed",
+            "started_at": _iso(batch.created_at),
+            "completed_at": _iso(now),
+            "event": "cj_assessment.failed",
+            "error_info": {"reason": reason, "details": details or {}},
+        },
+        "cj_assessment_job_id": str(batch.cj_batch_id),
+    }
+    return _row(FAILED_TOPIC, batch, data, now, correlation_id)
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -250,3 +352,21 @@ def _resource_data(batch: BatchFacts, students: list[RankedEssay], now: datetime
         "processing_id": str(batch.cj_batch_id),
         "consumed_at": _iso(now),
     }
+
+
+async def wake_relay(outbox_manager: Any, service_name: str) -> None:
+    """`LPUSH outbox:wake:<service_name> wake` on the outbox manager's Redis client (its
+    `redis_client`, production's attribute name), if it has one. A failed wake-up is logged,
+    never raised: the relay finds the rows on its next poll anyway."""
+    redis_client = getattr(outbox_manager, "redis_client", None)
+    if redis_client is None:
+        return
+    service = getattr(outbox_manager, "service_name", None) or service_name
+    try:
+        await redis_client.lpush(f"{WAKE_KEY_PREFIX}{service}", "wake")
+    except Exception as exc:
+        logger.warning(
+            "outbox relay wake-up failed (%s); the relay finds the rows on its next poll",
+            type(exc).__name__,
+            extra={"service": service},
+        )

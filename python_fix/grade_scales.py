@@ -1,6 +1,6 @@
 """The grade scales production knows (common_core grade_scales): grades ordered lowest to
-highest, their priors, and the grade given below the lowest anchor. Plain data, so importing it
-is cheap (no numpy).
+highest, their priors, the grade given below the lowest anchor, and the Swedish scale's minus
+and plus grades. Plain data, so importing it is cheap (no numpy).
 
 A scale id production does not know falls back to `swedish_8_anchor`, as production does.
 """
@@ -24,6 +24,9 @@ class GradeScale:
     grades: tuple[str, ...]
     priors: tuple[float, ...]
     below_lowest_grade: str | None = None
+    # Grades that become `<grade>-` in the lowest quarter of their band, `<grade>+` in the top.
+    minus_grades: tuple[str, ...] = ()
+    plus_grades: tuple[str, ...] = ()
 
     def prior(self, grade: str) -> float:
         """The prior of a scale grade; the below-lowest grade shares the smallest prior."""
@@ -33,9 +36,14 @@ class GradeScale:
 
     @property
     def all_grades(self) -> tuple[str, ...]:
-        """Every grade an essay can be given, lowest to highest."""
-        below = (self.below_lowest_grade,) if self.below_lowest_grade else ()
-        return (*below, *self.grades)
+        """Every grade a projection can carry, lowest to highest: the below-lowest grade, then
+        each scale grade preceded by its minus grade and followed by its plus grade."""
+        graded: list[str] = [self.below_lowest_grade] if self.below_lowest_grade else []
+        for grade in self.grades:
+            graded += [f"{grade}-"] if grade in self.minus_grades else []
+            graded.append(grade)
+            graded += [f"{grade}+"] if grade in self.plus_grades else []
+        return tuple(graded)
 
     @property
     def fits_result_event(self) -> bool:
@@ -47,6 +55,8 @@ SWEDISH_SCALE = GradeScale(
     name=DEFAULT_SCALE_NAME,
     grades=("F", "E", "D", "D+", "C", "C+", "B", "A"),
     priors=(0.02, 0.08, 0.15, 0.20, 0.25, 0.15, 0.10, 0.05),
+    minus_grades=("E", "D", "C", "B", "A"),
+    plus_grades=("E", "B"),
 )
 ENG5_SCALE = GradeScale(
     name="eng5_np_legacy_9_step",

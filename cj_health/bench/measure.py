@@ -121,7 +121,7 @@ class FinalizerTiming:
     seconds: float
     bt_fit_seconds: float
     outcome: str
-    step_seconds: dict[str, float]  # finalizer's phase-2 steps (its on_step hook), cumulative
+    step_seconds: dict[str, float]  # the finalizer's steps (its step_hook), cumulative
 
     @property
     def bt_fit_share(self) -> float:
@@ -445,7 +445,7 @@ def finalize_timing(database: Database, cj_batch_id: int) -> FinalizerTiming:
 
     marks: dict[str, float] = {}
     finalizer = SyncBatchFinalizer(
-        database.url, on_step=lambda step: marks.setdefault(step, time.perf_counter())
+        database.url, step_hook=lambda step: marks.setdefault(step, time.perf_counter())
     )
     started = time.perf_counter()
     result = finalizer.finalize_scoring(cj_batch_id, source="cj-health bench")

@@ -15,8 +15,13 @@
 Steps 1 to 3 are ONE transaction on one AsyncSession: a run that dies there (the server
 stopped, the connection lost, Ctrl-C) leaves no trace of the batch, never an upload without
 essays or a batch waiting for callbacks that will never come. Step 4 is the finalizer's own
-design: a crash leaves the batch WAITING_CALLBACKS or SCORING with nothing else written, and
-`cj-health eng5 finalize CJ_BATCH_ID` completes it.
+design (python_fix.finalizer, its commit order): a crash leaves the batch WAITING_CALLBACKS or
+SCORING, never completed, with at most its projections written, and
+`cj-health eng5 finalize CJ_BATCH_ID` completes it without projecting twice.
+
+The finalizer is built as everywhere outside the service:
+`BatchFinalizer(session_provider=p, **python_fix.default_collaborators(p))`, through
+cj_health.service_adapter.
 
 The artefact `assessment_run.execute.json` holds the ids, the counts, and each essay's
 projected grade beside its hidden grade, with the exact and adjacent agreement. It holds no
@@ -468,9 +473,10 @@ async def _write_callbacks(
 def finalize_batch(
     database: Database, cj_batch_id: int, *, source: str = "cj-health eng5 execute"
 ) -> FinalizationResult:
-    """Steps 4 and 5: `finalize_scoring`, then the relay's part. Also finishes a batch that a
-    stopped run left WAITING_CALLBACKS or SCORING (the finalizer completes it), or COMPLETED
-    with its events unpublished (the finalizer does nothing, the relay publishes them)."""
+    """Steps 4 and 5: `finalize_scoring` (its result), then the relay's part. Also finishes a
+    batch that a stopped run left WAITING_CALLBACKS or SCORING (the finalizer completes it), or
+    COMPLETED with its events unpublished (the finalizer does nothing, the relay publishes
+    them)."""
     result = _finalize(database, cj_batch_id, source)
     try:
         _relay_events(database, cj_batch_id)
@@ -509,7 +515,7 @@ def _finalize(database: Database, cj_batch_id: int, source: str) -> Finalization
         raise CjHealthError(
             f"finalizing CJ batch {cj_batch_id} on {database.display} failed: "
             f"{_first_line(exc)}; "
-            f"the batch is WAITING_CALLBACKS or SCORING with nothing else written, "
+            f"the batch is WAITING_CALLBACKS or SCORING, not completed, "
             f"`cj-health eng5 finalize {cj_batch_id}` completes it"
         ) from None
 

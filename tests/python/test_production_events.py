@@ -21,12 +21,11 @@ from contracts import (
     validate_outbox,
     validate_outbox_row,
 )
+from finalizer_support import call_finalizer, driver_params, run
 
 from cj_health.db import Database, connect
 from cj_health.schema import SERVICE_TABLES
-from cj_health.service_adapter import run_with_sessions
 from python_fix.events import COMPLETED_TOPIC, RESOURCE_TOPIC, RESULT_TOPIC
-from python_fix.finalizer import BatchFinalizer, FinalizationRefused, FinalizerSettings
 from python_fix.grade_scales import ENG5_SCALE, NATIONAL_SCALE, SWEDISH_SCALE, GradeScale
 from python_fix.repository import PostgreSQLCJEssayRepository
 
@@ -57,6 +56,7 @@ def _seed(
     students: int = 6,
     pair_model: tuple[str, str] | None = ("anthropic", "claude-sonnet-4"),
     seed: int = 7,
+    driver: str = "asyncpg",
 ) -> Seeded:
     """One batch in WAITING_CALLBACKS with every comparison judged, as the service leaves it.
     `scale` None: no instruction at all (the default scale); `instruction` "course": the
@@ -112,7 +112,7 @@ def _seed(
                     session, cj_batch_id, essay_id, storage_id, ESSAY_TEXT, metadata
                 )
 
-    run_with_sessions(database.url, store)
+    run(database, store, driver)
 
     quality = {aid: float(i) for i, aid in enumerate(anchor_ids)}
     quality.update({sid: rng.uniform(0, max(len(anchor_ids), 4)) for sid in student_ids})
@@ -138,16 +138,10 @@ def _seed(
     return Seeded(cj_batch_id, bos_batch_id, student_ids, anchor_ids)
 
 
-def _finalize(database: Database, cj_batch_id: int, **kwargs):
-    """finalize_scoring through production's async interface and session provider."""
-
-    async def finalize(provider):
-        finalizer = BatchFinalizer(provider, FinalizerSettings())
-        return await finalizer.finalize_scoring(
-            cj_batch_id, uuid.uuid4(), {"request": "test"}, **kwargs
-        )
-
-    return run_with_sessions(database.url, finalize)
+def _finalize(database: Database, cj_batch_id: int, driver: str = "asyncpg", **kwargs):
+    """finalize_scoring_result on a finalizer built as production builds it; its result."""
+    return call_finalizer(database, driver, "finalize_scoring_result", cj_batch_id,
+                          log_extra={"request": "test"}, **kwargs)  # fmt: skip
 
 
 def _outbox(database: Database) -> dict[str, dict]:
@@ -172,10 +166,11 @@ def _bt_scores(database: Database, cj_batch_id: int) -> dict[str, float]:
         )
 
 
+@driver_params
 @pytest.mark.parametrize("scale", [ENG5_SCALE, SWEDISH_SCALE], ids=lambda s: s.name)
-def test_three_rows_pass_the_contracts_on_production_schema(prod_db, scale):
-    batch = _seed(prod_db, scale=scale)
-    result = _finalize(prod_db, batch.cj_batch_id)
+def test_three_rows_pass_the_contracts_on_production_schema(prod_db, scale, driver):
+    batch = _seed(prod_db, scale=scale, driver=driver)
+    result = _finalize(prod_db, batch.cj_batch_id, driver)
     assert (result.outcome, result.grade_scale, result.events_written) == (
         "completed",
         scale.name,
@@ -241,12 +236,15 @@ def test_a_guest_batch_finalizes_without_projections_and_three_valid_events(prod
     assert rich.assessment_metadata["calibration_method"] == "default"
 
 
-def test_the_national_scale_is_refused_before_anything_is_written(prod_db):
-    batch = _seed(prod_db, scale=NATIONAL_SCALE)
+@driver_params
+def test_the_national_scale_is_refused_before_anything_is_written(prod_db, driver, caplog):
+    batch = _seed(prod_db, scale=NATIONAL_SCALE, driver=driver)
     before = table_fingerprint(prod_db, SERVICE_TABLES)
-    with pytest.raises(FinalizationRefused, match="eng5_np_national_9_step"):
-        _finalize(prod_db, batch.cj_batch_id)
+    with caplog.at_level(logging.INFO, logger="python_fix"):
+        assert call_finalizer(prod_db, driver, "finalize_scoring", batch.cj_batch_id) is None
     assert table_fingerprint(prod_db, SERVICE_TABLES) == before
+    [record] = [r for r in caplog.records if r.name == "python_fix.finalizer"]
+    assert record.levelno == logging.ERROR and "eng5_np_national_9_step" in record.getMessage()
 
 
 def test_the_completion_status_and_source_are_honoured(prod_db, caplog):
@@ -264,7 +262,7 @@ def test_the_completion_status_and_source_are_honoured(prod_db, caplog):
             "select status::text from cj_batch_uploads where id = %s", (batch.cj_batch_id,)
         ).fetchone()[0]
     assert status == "COMPLETE_FORCED_RECOVERY"
-    assert {r.source for r in caplog.records} == {"batch_monitor_forced_recovery"}
+    assert {r.completion_source for r in caplog.records} == {"batch_monitor_forced_recovery"}
     _outbox(prod_db)
 
 
@@ -272,18 +270,20 @@ def test_transitions_no_ops_and_refusals_are_logged_without_essay_text(prod_db, 
     batch = _seed(prod_db, scale=ENG5_SCALE)
     national = _seed(prod_db, scale=NATIONAL_SCALE, assignment_id="assignment-national")
     with caplog.at_level(logging.INFO, logger="python_fix.finalizer"):
-        _finalize(prod_db, batch.cj_batch_id, source="workflow_continuation")
-        _finalize(prod_db, batch.cj_batch_id, source="batch_monitor_completion_sweep")
-        with pytest.raises(FinalizationRefused):
-            _finalize(prod_db, national.cj_batch_id, source="workflow_continuation")
+        for cj_batch_id, source in ((batch.cj_batch_id, None),
+                                    (batch.cj_batch_id, "batch_monitor_completion_sweep"),
+                                    (national.cj_batch_id, "workflow_continuation")):
+            assert call_finalizer(prod_db, "asyncpg", "finalize_scoring", cj_batch_id,
+                                  log_extra={"request": "test"}, source=source) is None
     records = [r for r in caplog.records if r.name == "python_fix.finalizer"]
-    seen = [(r.cj_batch_id, r.from_state, r.to_state, r.source, r.levelname) for r in records]
+    seen = [(r.batch_id, r.from_state, r.to_state, r.completion_source, r.levelname)
+            for r in records]
     assert seen == [
         (batch.cj_batch_id, "WAITING_CALLBACKS", "SCORING", "workflow_continuation", "INFO"),
         (batch.cj_batch_id, "SCORING", "COMPLETED", "workflow_continuation", "INFO"),
         (batch.cj_batch_id, "COMPLETED", "COMPLETED", "batch_monitor_completion_sweep", "INFO"),
         (national.cj_batch_id, "WAITING_CALLBACKS", "WAITING_CALLBACKS",
-         "workflow_continuation", "WARNING"),
+         "workflow_continuation", "ERROR"),
     ]  # fmt: skip
     for record in records:
         uuid.UUID(record.correlation_id)
