@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+from importlib import metadata
 
 import psycopg
 
@@ -31,6 +32,7 @@ from cj_health.errors import EXIT_USAGE, CjHealthError
 # register(subparsers) -> None; its parsers set `handler(args) -> int`. The modules import
 # their heavy dependencies (dbt, GX, the ENG5 runner) inside the handlers.
 COMMANDS = (db, build, check, eng5, inspect, ack, demo, bench, status, change_feed)
+DISTRIBUTION = "cj-batch-health"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -48,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Batch-health monitoring for the CJ Assessment database.",
         epilog="Exit codes: 0 ok, 1 problems found, 2 bad input or database, "
         "3 refused, 4 no such batch.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"cj-health {metadata.version(DISTRIBUTION)}"
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
