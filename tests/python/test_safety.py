@@ -1,7 +1,8 @@
 """Safety of the target and of bad input: the guard judges the database actually connected,
 every dev-data writer is guarded, schema settings never reach SQL unchecked, the eng5
 commands honour CJ_SOURCE_SCHEMA, bad input is one line with its exit code and changes
-nothing, and SIGTERM to `cj-health build` stops dbt and leaves no work folder.
+nothing, and SIGTERM to `cj-health build` stops dbt and leaves no work folder. PGHOST/PGPORT
+and a service file reach dbt and GX as libpq used them (the pure logic: test_edges.py).
 """
 
 from __future__ import annotations
@@ -252,3 +253,80 @@ def test_init_schema_target_is_the_source_schema(empty_db, monkeypatch):
     init_schema(empty_db)
     with connect(empty_db) as conn:
         assert conn.execute("select to_regclass('cjsvc.cj_batch_uploads')").fetchone()[0]
+
+
+# --- one server for every tool: what libpq used -------------------------------------------
+
+
+def _server_of(database: Database) -> tuple[str, int, str]:
+    """(host or socket directory, port, user) libpq used for `database`."""
+    with connect(database) as conn:
+        return conn.info.host, conn.info.port, conn.info.user
+
+
+def _reached(url: str) -> tuple[int, str]:
+    """(the server's port, the database) a SQLAlchemy URL reaches, as GX connects."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                text("select current_setting('port')::int, current_database()")
+            ).one()
+    finally:
+        engine.dispose()
+    return row[0], row[1]
+
+
+def test_pgport_and_pghost_reach_dbt_gx_and_db_env_as_libpq_used_them(
+    cj_env, monkeypatch, capsys
+):
+    """A URL with neither host nor port: libpq takes PGHOST and PGPORT. dbt, GX and `db env`
+    are handed what it used, not localhost:5432, so `build` lands in the same database."""
+    host, port, user = _server_of(cj_env)
+    monkeypatch.setenv("CJ_DATABASE_URL", f"postgresql:///{cj_env.dbname}?user={user}")
+    monkeypatch.setenv("PGHOST", host)
+    monkeypatch.setenv("PGPORT", str(port))
+    target = verify(cj_db_from_env())
+    assert target.display.endswith(f"{host}:{port}/{cj_env.dbname}")
+    assert (target.dbt_env["CJ_PGHOST"], target.dbt_env["CJ_PGPORT"]) == (host, str(port))
+    assert _reached(target.sqlalchemy_url) == (_server_port(cj_env), cj_env.dbname)
+    assert cli.main(["db", "env"]) == 0
+    exports = capsys.readouterr().out
+    assert f"export CJ_PGPORT={port}" in exports and "CJ_PGHOST=" in exports
+    # dbt, from the pinned target alone (the variables gone): its view lands in this database.
+    monkeypatch.delenv("PGHOST")
+    monkeypatch.delenv("PGPORT")
+    result = run_dbt(target.database, ["run", "--select", "stg_cj__batch_uploads"])
+    assert result.ok, result.output[-2000:]
+    with connect(cj_env) as conn:
+        assert conn.execute(
+            "select to_regclass('cj_monitoring.stg_cj__batch_uploads')"
+        ).fetchone()[0]
+
+
+def cj_db_from_env() -> Database:
+    return Database(os.environ["CJ_DATABASE_URL"])
+
+
+def _server_port(database: Database) -> int:
+    with connect(database) as conn:
+        return int(conn.execute("select current_setting('port')").fetchone()[0])
+
+
+def test_a_service_file_naming_the_server_is_what_every_tool_gets(
+    cj_env, tmp_path, monkeypatch, capsys
+):
+    host, port, user = _server_of(cj_env)
+    services = tmp_path / "pg_service.conf"
+    services.write_text(f"[cj_monitoring_test]\nhost={host}\nport={port}\nuser={user}\n")
+    monkeypatch.setenv("PGSERVICEFILE", str(services))
+    monkeypatch.setenv("CJ_DATABASE_URL", f"service=cj_monitoring_test dbname={cj_env.dbname}")
+    assert cli.main(["db", "where"]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"{host}:{port}/{cj_env.dbname}")
+    target = verify(cj_db_from_env())
+    monkeypatch.delenv("PGSERVICEFILE")  # the target holds what libpq read from the file
+    assert _reached(target.sqlalchemy_url) == (_server_port(cj_env), cj_env.dbname)
+    assert target.dbt_env["CJ_PGPORT"] == str(port)
+

@@ -1,0 +1,101 @@
+"""The tool's edges as pure logic, no database: the target pinned to what libpq used. The same
+against a real server is in test_safety.py.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from psycopg import conninfo
+
+from cj_health.db import Database, dbt_env, pinned_url
+from cj_health.gx.connection import sqlalchemy_url
+
+pytestmark = pytest.mark.unit
+
+
+def info(parameters: dict[str, str], **values) -> SimpleNamespace:
+    """What conn.info reports after connecting: the values used, and libpq's resolved
+    parameters (`get_parameters()`: URL, PG* variables and service file, never the password)."""
+    return SimpleNamespace(
+        **{"hostaddr": "", **values}, get_parameters=lambda: dict(parameters)
+    )
+
+
+# --- the target: what libpq used ------------------------------------------------------------
+
+
+def test_a_socket_url_without_port_is_pinned_to_the_port_libpq_used():
+    """`CJ_DATABASE_URL='postgresql://postgres@%2Ftmp/x_dev' PGPORT=55441`."""
+    used = {"host": "/tmp", "port": "55441", "dbname": "x_dev", "user": "postgres"}
+    pinned = Database(
+        pinned_url("postgresql://postgres@%2Ftmp/x_dev", info(used, **{**used, "port": 55441}))
+    )
+    assert pinned.display == "/tmp:55441/x_dev"
+    env = dbt_env(pinned)
+    assert (env["CJ_PGHOST"], env["CJ_PGPORT"], env["CJ_PGDATABASE"]) == ("/tmp", "55441", "x_dev")
+    gx = sqlalchemy_url(pinned)
+    assert gx.startswith("postgresql+psycopg://postgres@/x_dev?")
+    assert "host=%2Ftmp" in gx and "port=55441" in gx
+
+
+def test_a_service_files_settings_are_resolved_into_the_target():
+    """The URL names a service; libpq read host, port and sslmode from the file. The target
+    holds them itself, so no client depends on the file (or its absence) later."""
+    url = "service=reporting dbname=cj user=monitor password=s3cret"
+    used = {
+        "service": "reporting", "dbname": "cj", "user": "monitor", "host": "db-b.internal",
+        "port": "6432", "sslmode": "verify-full",
+    }  # fmt: skip
+    pinned = Database(
+        pinned_url(url, info(used, host="db-b.internal", port=6432, dbname="cj", user="monitor"))
+    )
+    params = pinned.params
+    assert (params["host"], params["port"], params["sslmode"]) == (
+        "db-b.internal", "6432", "verify-full"
+    )  # fmt: skip
+    assert "service" not in params and params["password"] == "s3cret"
+    env = dbt_env(pinned)
+    assert env["CJ_PGHOST"] == "db-b.internal" and env["CJ_PGPORT"] == "6432"
+    assert env["PGSSLMODE"] == "verify-full" and "PGSERVICE" not in env
+    assert "s3cret" not in pinned.display
+
+
+def test_an_address_given_is_pinned_and_reaches_dbt_and_gx():
+    used = {"host": "db.internal", "hostaddr": "10.1.2.3,10.1.2.4", "dbname": "cj", "user": "m"}
+    pinned = Database(
+        pinned_url(
+            "postgresql://m@db.internal/cj",
+            info(used, host="db.internal", hostaddr="10.1.2.4", port=5432, dbname="cj", user="m"),
+        )
+    )
+    assert pinned.params["hostaddr"] == "10.1.2.4"  # the one of the list connected to
+    assert dbt_env(pinned)["PGHOSTADDR"] == "10.1.2.4"
+    assert "hostaddr=10.1.2.4" in sqlalchemy_url(pinned)
+
+
+def test_a_resolved_name_is_not_pinned_to_one_address():
+    used = {"host": "db.internal", "dbname": "cj", "user": "m"}
+    pinned = Database(
+        pinned_url(
+            "postgresql://m@db.internal/cj",
+            info(used, host="db.internal", hostaddr="10.1.2.3", port=5432, dbname="cj", user="m"),
+        )
+    )
+    assert "hostaddr" not in pinned.params
+
+
+def test_the_urls_options_reach_dbt_without_the_tools_own_search_path():
+    """connect() appends the source schema's search_path to every session's options; the
+    target keeps only the URL's own (dbt gets them as PGOPTIONS)."""
+    used = {
+        "host": "/tmp", "dbname": "x", "user": "u",
+        "options": "-c statement_timeout=5s -c search_path=public",
+    }  # fmt: skip
+    url = pinned_url(
+        "postgresql://u@/x?host=/tmp&options=-c%20statement_timeout%3D5s",
+        info(used, host="/tmp", port=5433, dbname="x", user="u"),
+    )
+    assert conninfo.conninfo_to_dict(url)["options"] == "-c statement_timeout=5s"
+    assert dbt_env(Database(url))["PGOPTIONS"] == "-c statement_timeout=5s"
