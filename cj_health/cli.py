@@ -1,6 +1,7 @@
 """`cj-health`: the operator's command line. Thin: each command lives in its own module,
 which adds its arguments with `register(subparsers)` and does its work in functions that the
-tests call directly. Errors print one line and exit with the code in cj_health.errors.
+tests call directly. Errors print one line and exit with the code in cj_health.errors: the
+tool's own errors, and a database error no command handled (cj_health.db_errors).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from cj_health.commands import (
     inspect,
     status,
 )
+from cj_health.db_errors import describe
 from cj_health.errors import EXIT_USAGE, CjHealthError
 
 # The commands, in the order `cj-health --help` lists them. Each module defines
@@ -77,10 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     except CjHealthError as exc:
         print(f"cj-health: {exc}", file=sys.stderr)
         return exc.exit_code
-    except psycopg.OperationalError as exc:
-        # The server went away mid-command (stopped, restarted, network): one line. Every
-        # write is one transaction, so what was not committed is rolled back.
-        print(f"cj-health: lost the database connection: {_first_line(exc)}", file=sys.stderr)
+    except psycopg.Error as exc:
+        # Every write is one transaction: what was not committed is rolled back.
+        print(f"cj-health: {describe(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("cj-health: interrupted", file=sys.stderr)
@@ -89,11 +90,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def _first_line(exc: Exception) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 
 from cj_health import embedded
+from cj_health.db_errors import remember_statement
 from cj_health.errors import CjHealthError, DatabaseUnavailable
 
 DEFAULT_MONITORING_SCHEMA = "cj_monitoring"
@@ -181,6 +182,25 @@ def _options_without_search_path(options: str) -> str:
     return options[: -len(suffix)].strip() if options.endswith(suffix) else options.strip()
 
 
+class StatementCursor(psycopg.Cursor):
+    """A cursor that leaves the failing statement on a database error, so that one mapping
+    (cj_health.db_errors) can say which privilege it needed, for every command."""
+
+    def execute(self, query, params=None, **kwargs):
+        try:
+            return super().execute(query, params, **kwargs)
+        except psycopg.Error as exc:
+            remember_statement(exc, query, self.connection)
+            raise
+
+    def executemany(self, query, params_seq, **kwargs):
+        try:
+            return super().executemany(query, params_seq, **kwargs)
+        except psycopg.Error as exc:
+            remember_statement(exc, query, self.connection)
+            raise
+
+
 def connect(database: Database, *, autocommit: bool = False) -> psycopg.Connection:
     """Open a connection (search_path: the source schema), or raise DatabaseUnavailable with
     one redacted line."""
@@ -190,6 +210,7 @@ def connect(database: Database, *, autocommit: bool = False) -> psycopg.Connecti
             autocommit=autocommit,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             application_name="cj-health",
+            cursor_factory=StatementCursor,
         )
     except psycopg.OperationalError as exc:
         cause = _redact(str(exc), database)

@@ -1,5 +1,5 @@
-"""The tool's edges as pure logic, no database: the target pinned to what libpq used. The same
-against a real server is in test_safety.py.
+"""The tool's edges as pure logic, no database: the target pinned to what libpq used, and the one
+line for a missing privilege. The same against a real server is in test_safety.py.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import pytest
 from psycopg import conninfo
 
 from cj_health.db import Database, dbt_env, pinned_url
+from cj_health.db_errors import needed_privilege, privilege_line
 from cj_health.gx.connection import sqlalchemy_url
 
 pytestmark = pytest.mark.unit
@@ -84,6 +85,54 @@ def test_a_resolved_name_is_not_pinned_to_one_address():
         )
     )
     assert "hostaddr" not in pinned.params
+
+
+# --- a missing privilege, named ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "statement", "wanted"),
+    [
+        ("permission denied for schema cj_monitoring", "select 1 from x", "needs USAGE"),
+        ("permission denied for schema cj_monitoring", "create table x (a int)", "needs CREATE"),
+        ("permission denied for table cj_batch_uploads", "select id from t", "needs SELECT"),
+        (
+            "permission denied for table cj_batch_acknowledgements",
+            "insert into cj_monitoring.cj_batch_acknowledgements (a) values (1)",
+            "needs INSERT",
+        ),
+        (
+            "permission denied for table cj_batch_uploads",
+            "insert into cj_monitoring.t select id from public.cj_batch_uploads",
+            "needs SELECT",
+        ),
+        ("permission denied for database cjt_x", "create schema s", "needs CREATE"),
+        (
+            "permission denied for table cj_batch_facts_watermark",
+            "lock table cj_monitoring.cj_batch_facts_watermark in share row exclusive mode",
+            "needs UPDATE, DELETE or TRUNCATE",
+        ),
+        (
+            "must be owner of materialized view cj_batch_health",
+            "refresh materialized view concurrently x",
+            "does not own it",
+        ),
+    ],
+)
+def test_the_privilege_line_names_relation_role_and_privilege(message, statement, wanted):
+    line = privilege_line(message, "grafana_cj", statement)
+    assert line is not None and "\n" not in line
+    assert message in line and "role grafana_cj" in line and wanted in line
+
+
+def test_dbt_output_quoting_a_denial_is_mapped_and_other_text_is_not():
+    dbt_output = (
+        "\x1b[0m10:00:01  Database Error in model stg_cj__batch_uploads\n"
+        "  permission denied for table cj_batch_uploads\n  compiled code at target/x.sql"
+    )
+    assert "needs SELECT" in privilege_line(dbt_output, "monitor")
+    assert privilege_line("[Errno 13] Permission denied: '/opt/x'", "monitor") is None
+    assert needed_privilege("function", "f") == "EXECUTE"
 
 
 def test_the_urls_options_reach_dbt_without_the_tools_own_search_path():

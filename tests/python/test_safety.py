@@ -2,7 +2,9 @@
 every dev-data writer is guarded, schema settings never reach SQL unchecked, the eng5
 commands honour CJ_SOURCE_SCHEMA, bad input is one line with its exit code and changes
 nothing, and SIGTERM to `cj-health build` stops dbt and leaves no work folder. PGHOST/PGPORT
-and a service file reach dbt and GX as libpq used them (the pure logic: test_edges.py).
+and a service file reach dbt and GX as libpq used them; a role without grants gets one line
+naming the privilege from every command; the refresh's hint follows its cause (the pure logic:
+test_edges.py).
 """
 
 from __future__ import annotations
@@ -14,15 +16,17 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import table_fingerprint
+from conftest import cloned_database, table_fingerprint
 from psycopg import conninfo, sql
 
 from cj_health import cli
-from cj_health.build import build
+from cj_health.build import BUILD_ARGS, build
 from cj_health.db import Database, connect
 from cj_health.dbt_runner import run_dbt
 from cj_health.eng5.reset import reset
@@ -329,4 +333,123 @@ def test_a_service_file_naming_the_server_is_what_every_tool_gets(
     monkeypatch.delenv("PGSERVICEFILE")  # the target holds what libpq read from the file
     assert _reached(target.sqlalchemy_url) == (_server_port(cj_env), cj_env.dbname)
     assert target.dbt_env["CJ_PGPORT"] == str(port)
+
+
+# --- a missing privilege: one line, exit 2, for every command ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def built_template(admin_db, schema_template, tmp_path_factory) -> Iterator[tuple[str, int]]:
+    """A database with one healthy ENG5 batch and the monitoring built (dbt's models), to be
+    cloned; yields (name, the batch id)."""
+    with cloned_database(admin_db, schema_template) as database:
+        run = execute_batch(database, seed=3, out_dir=tmp_path_factory.mktemp("run"))
+        result = run_dbt(database, BUILD_ARGS)
+        assert result.ok, result.output[-3000:]
+        yield database.dbname, run.cj_batch_id
+
+
+@pytest.fixture
+def built(make_database, built_template, monkeypatch) -> tuple[Database, int]:
+    name, batch = built_template
+    database = make_database(template=name)
+    monkeypatch.setenv("CJ_DATABASE_URL", database.url)
+    return database, batch
+
+
+@contextmanager
+def login_role(admin: Database, *granted: str) -> Iterator[str]:
+    """A new LOGIN role (cluster-wide), granted `granted` roles only; dropped afterwards."""
+    name = f"cjt_login_{uuid.uuid4().hex[:8]}"
+    with connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("create role {} login").format(sql.Identifier(name)))
+        for role in granted:
+            conn.execute(
+                sql.SQL("grant {} to {}").format(sql.Identifier(role), sql.Identifier(name))
+            )
+    try:
+        yield name
+    finally:
+        with connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(name)))
+
+
+def as_role(database: Database, role: str) -> str:
+    params = conninfo.conninfo_to_dict(database.url)
+    params.pop("password", None)
+    params["user"] = role
+    return conninfo.make_conninfo(**params)
+
+
+@pytest.mark.parametrize(
+    ("argv", "privilege"),
+    [
+        (["status"], "USAGE"),
+        (["inspect", "{batch}"], "SELECT"),
+        (["check"], "USAGE"),
+        (["build"], "needs CREATE"),
+        (["refresh"], "USAGE"),
+        (["ack", "{batch}", "--reason", "known"], "USAGE"),
+        (["ack", "--list"], "USAGE"),
+        (["unack", "{batch}"], "USAGE"),
+    ],
+)
+def test_a_role_without_grants_gets_one_line_naming_the_privilege(
+    built, admin_db, monkeypatch, capsys, argv, privilege
+):
+    database, batch = built
+    with login_role(admin_db) as role:
+        monkeypatch.setenv("CJ_DATABASE_URL", as_role(database, role))
+        before = table_fingerprint(database, SERVICE_TABLES)
+        assert cli.main([arg.format(batch=batch) for arg in argv]) == EXIT_USAGE
+        line = one_error_line(capsys)
+    assert "permission denied" in line and role in line and privilege in line, line
+    assert table_fingerprint(database, SERVICE_TABLES) == before
+
+
+def test_the_refresh_hint_names_the_grant_when_a_privilege_is_missing(
+    built, admin_db, monkeypatch, capsys
+):
+    """Grafana's reader may read the marts but not refresh them: the hint is the privilege,
+    not `cj-health build` (which would not help)."""
+    database, _ = built
+    with login_role(admin_db, "cj_health_reader") as role:
+        monkeypatch.setenv("CJ_DATABASE_URL", as_role(database, role))
+        assert cli.main(["refresh"]) == EXIT_USAGE
+        line = one_error_line(capsys)
+    assert line.startswith("cj-health: refreshing cj_monitoring.cj_batch_health failed:")
+    assert role in line and ("needs SELECT" in line or "does not own" in line), line
+    assert "cj-health build`" not in line
+
+
+def test_the_refresh_hint_on_a_lock_timeout_says_retry_and_who_holds_the_lock(
+    built, capsys
+):
+    database, _ = built
+    with connect(database, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("alter database {} set lock_timeout = '200ms'").format(
+                sql.Identifier(database.dbname)
+            )
+        )
+    holder = connect(database)  # another refresh, or a migration, mid-transaction
+    try:
+        holder.execute(
+            "lock table cj_monitoring.cj_batch_facts_watermark in share row exclusive mode"
+        )
+        holder_pid = holder.info.backend_pid
+        assert cli.main(["refresh"]) == EXIT_USAGE
+        line = one_error_line(capsys)
+    finally:
+        holder.close()
+    assert "lock timeout" in line and "retry" in line and f"pid {holder_pid}" in line, line
+    assert "cj-health build`" not in line
+    assert cli.main(["refresh"]) == 0  # the lock gone, the same refresh succeeds
+
+
+def test_register_anchors_without_the_cj_schema_says_to_init(empty_db, monkeypatch, capsys):
+    monkeypatch.setenv("CJ_DATABASE_URL", empty_db.url)
+    monkeypatch.setenv("CJ_ENVIRONMENT", "test")
+    assert cli.main(["eng5", "register-anchors"]) == EXIT_USAGE
+    assert "run `cj-health db init` first" in one_error_line(capsys)
 
