@@ -20,6 +20,7 @@ from psycopg import sql
 from cj_health import embedded
 from cj_health.db_errors import remember_statement
 from cj_health.errors import CjHealthError, DatabaseUnavailable
+from cj_health.text import escape
 
 DEFAULT_MONITORING_SCHEMA = "cj_monitoring"
 DEFAULT_SOURCE_SCHEMA = "public"
@@ -85,18 +86,20 @@ class Database:
     def port(self) -> str:
         return self.params.get("port") or os.environ.get("PGPORT") or "5432"
 
-
     @property
     def display(self) -> str:
-        """Where this is, safe to print: host, port and database, never the password."""
+        """Where this is, safe to print: host, port and database, never the password (any
+        control character escaped: the database name is the server's)."""
         origin = "embedded " if self.embedded else ""
-        return f"{origin}{self.host}:{self.port}/{self.dbname}"
+        return escape(f"{origin}{self.host}:{self.port}/{self.dbname}")
 
     def with_dbname(self, dbname: str) -> Database:
         return Database(pg_conninfo.make_conninfo(self.url, dbname=dbname), self.embedded)
 
 
 def parse_url(url: str, *, embedded_server: bool = False) -> Database:
+    if any(0xD800 <= ord(char) <= 0xDFFF for char in url):  # a non-UTF-8 byte in the variable
+        raise DatabaseUnavailable("CJ_DATABASE_URL is not valid UTF-8")
     try:
         pg_conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError:

@@ -1,5 +1,7 @@
-"""The tool's edges as pure logic, no database: the target pinned to what libpq used, and the one
-line for a missing privilege. The same against a real server is in test_safety.py.
+"""The tool's edges as pure logic, no database: the target pinned to what libpq used, the
+one line for a missing privilege, text checked on the way in and escaped on the way out, and
+`--version`. The same behaviours against a real server are
+in test_safety.py.
 """
 
 from __future__ import annotations
@@ -9,11 +11,21 @@ from types import SimpleNamespace
 import pytest
 from psycopg import conninfo
 
-from cj_health.db import Database, dbt_env, pinned_url
+from cj_health import cli
+from cj_health.db import Database, dbt_env, parse_url, pinned_url
 from cj_health.db_errors import needed_privilege, privilege_line
+from cj_health.errors import EXIT_USAGE, DatabaseUnavailable
 from cj_health.gx.connection import sqlalchemy_url
+from cj_health.text import check_input, escape
 
 pytestmark = pytest.mark.unit
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err.strip()
 
 
 def info(parameters: dict[str, str], **values) -> SimpleNamespace:
@@ -87,6 +99,14 @@ def test_a_resolved_name_is_not_pinned_to_one_address():
     assert "hostaddr" not in pinned.params
 
 
+def test_a_database_url_that_is_not_utf8_is_one_line(monkeypatch, capsys):
+    with pytest.raises(DatabaseUnavailable, match="not valid UTF-8"):
+        parse_url("postgresql://u@h/db\udcff")
+    monkeypatch.setenv("CJ_DATABASE_URL", "postgresql://u@h/db\udcff")
+    assert cli.main(["status"]) == EXIT_USAGE
+    assert "CJ_DATABASE_URL is not valid UTF-8" in one_error_line(capsys)
+
+
 # --- a missing privilege, named ---------------------------------------------------------------
 
 
@@ -133,6 +153,49 @@ def test_dbt_output_quoting_a_denial_is_mapped_and_other_text_is_not():
     assert "needs SELECT" in privilege_line(dbt_output, "monitor")
     assert privilege_line("[Errno 13] Permission denied: '/opt/x'", "monitor") is None
     assert needed_privilege("function", "f") == "EXECUTE"
+
+
+# --- text in, text out ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["ack", "1", "--reason", "bad\udcff"], "--reason is not valid UTF-8"),
+        (["ack", "1", "--reason", "ok", "--until", "2030-01-01\udcff"], "--until"),
+        (["ack", "--before", "2030\udcff", "--reason", "ok"], "--before"),
+        (["ack", "1", "--reason", "\x1b[31mred\x1b[0m\nsecond line"], "control character"),
+        (["ack", "1", "--reason", "evil \u202e txt"], "control character"),
+        (["ack", "1", "--issue", "STALLED\x07", "--reason", "ok"], "--issue"),
+        (["eng5", "execute", "--batch-id", "b\x1b]0;x\x07"], "--batch-id"),
+    ],
+)
+def test_arguments_are_utf8_without_control_characters(monkeypatch, capsys, argv, named):
+    """Checked before any command runs: no database is needed to refuse them."""
+    monkeypatch.setenv("CJ_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    assert cli.main(argv) == EXIT_USAGE
+    line = one_error_line(capsys)
+    assert named in line
+    assert "\x1b" not in line and "\udcff" not in line and "\u202e" not in line
+
+
+def test_a_reason_may_span_lines_and_tabs():
+    assert check_input("line one\n\tline two", "--reason", free_text=True)
+
+
+def test_escape_shows_every_control_character_and_keeps_text():
+    shown = escape("\x1b[31mred\x1b[0m\nsecond line \u202e é \udcff")
+    assert shown == "\\x1b[31mred\\x1b[0m\\nsecond line \\u202e é \\udcff"
+
+
+# --- the installed tool -----------------------------------------------------------------------
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == "cj-health 0.1.0"
 
 
 def test_the_urls_options_reach_dbt_without_the_tools_own_search_path():

@@ -1,10 +1,13 @@
 """Safety of the target and of bad input: the guard judges the database actually connected,
 every dev-data writer is guarded, schema settings never reach SQL unchecked, the eng5
 commands honour CJ_SOURCE_SCHEMA, bad input is one line with its exit code and changes
-nothing, and SIGTERM to `cj-health build` stops dbt and leaves no work folder. PGHOST/PGPORT
-and a service file reach dbt and GX as libpq used them; a role without grants gets one line
-naming the privilege from every command; the refresh's hint follows its cause (the pure logic:
-test_edges.py).
+nothing, and SIGTERM to `cj-health build` stops dbt and leaves no work folder.
+
+Against a real server too: PGHOST/PGPORT and a service file reach dbt and GX as libpq used
+them; a role without grants gets one line naming the privilege from every command; the
+refresh's hint follows its cause; bytes that are not UTF-8 and control characters are refused
+at input, and stored text from another writer is shown escaped; a reader that closes the pipe
+gets a quiet exit. (The pure logic of the same edges: test_edges.py.)
 """
 
 from __future__ import annotations
@@ -31,7 +34,13 @@ from cj_health.db import Database, connect
 from cj_health.dbt_runner import run_dbt
 from cj_health.eng5.reset import reset
 from cj_health.eng5.runner import execute_batch
-from cj_health.errors import EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_USAGE, Refused
+from cj_health.errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_NOT_FOUND,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    Refused,
+)
 from cj_health.schema import SERVICE_TABLES, init_schema
 from cj_health.target import verify
 
@@ -453,3 +462,103 @@ def test_register_anchors_without_the_cj_schema_says_to_init(empty_db, monkeypat
     assert cli.main(["eng5", "register-anchors"]) == EXIT_USAGE
     assert "run `cj-health db init` first" in one_error_line(capsys)
 
+
+# --- text: refused at input, escaped at output -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [b"ack", b"1", b"--reason", b"bad\xff"],
+        [b"ack", b"1", b"--reason", b"ok", b"--until", b"2030-01-01\xff"],
+        [b"ack", b"--before", b"2030\xfe", b"--reason", b"ok"],
+    ],
+)
+def test_bytes_that_are_not_utf8_are_one_line_and_change_nothing(built, argv):
+    database, _ = built
+    env = {**os.environb, b"CJ_DATABASE_URL": database.url.encode()}
+    proc = subprocess.run(
+        [sys.executable.encode(), b"-m", b"cj_health.cli", *argv], env=env,
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == EXIT_USAGE
+    err = proc.stderr.decode()
+    assert err.count("\n") == 1 and "not valid UTF-8" in err and "Traceback" not in err, err
+    assert acknowledgement_count(database) == 0
+
+
+def test_a_database_url_with_bytes_that_are_not_utf8_is_one_line():
+    env = {**os.environb, b"CJ_DATABASE_URL": b"postgresql://u@127.0.0.1:1/db\xff"}
+    proc = subprocess.run(
+        [sys.executable.encode(), b"-m", b"cj_health.cli", b"status"], env=env,
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == EXIT_USAGE
+    assert proc.stderr.decode() == "cj-health: CJ_DATABASE_URL is not valid UTF-8\n"
+
+
+def acknowledgement_count(database: Database) -> int:
+    with connect(database) as conn:
+        return conn.execute(
+            "select count(*) from cj_monitoring.cj_batch_acknowledgements"
+        ).fetchone()[0]
+
+
+TERMINAL_ESCAPE = "\x1b[31mred\x1b[0m\nsecond line \u202e"
+
+
+def test_control_characters_are_refused_at_input_and_nothing_is_stored(built, capsys):
+    database, batch = built
+    assert cli.main(["ack", str(batch), "--reason", TERMINAL_ESCAPE]) == EXIT_USAGE
+    assert "control character" in one_error_line(capsys)
+    assert acknowledgement_count(database) == 0
+
+
+def test_stored_text_from_another_writer_is_shown_escaped(built, capsys):
+    """Rows written past the CLI (SQL by hand, another tool): ack --list, status and inspect
+    show their text escaped; JSON escapes it by itself."""
+    database, batch = built
+    with connect(database) as conn:
+        conn.execute(
+            "insert into cj_monitoring.cj_batch_acknowledgements (cj_batch_id, problem_code,"
+            " reason) values (%s, 'STALLED', %s)",
+            (batch, TERMINAL_ESCAPE),
+        )
+        conn.execute(
+            "update cj_batch_uploads set bos_batch_id = %s, course_code = %s where id = %s",
+            (f"bos{TERMINAL_ESCAPE}", "ENG5\x1b]0;owned\x07", batch),
+        )
+    shown = []
+    for argv in (["ack", "--list"], ["status"], ["inspect", str(batch)]):
+        for json_flag in ([], ["--json"]):
+            assert cli.main([*argv, *json_flag]) in (0, 1), argv
+            shown.append(capsys.readouterr().out)
+    for out in shown:
+        assert "\x1b" not in out and "\u202e" not in out and "\x07" not in out, out
+    assert "\\x1b[31mred\\x1b[0m\\nsecond line \\u202e" in shown[0]
+    assert "bos\\x1b[31mred" in shown[4] and "ENG5\\x1b]0;owned\\x07" in shown[4]
+
+
+# --- a reader that goes away ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [["ack", "--list"], ["status"]])
+def test_a_closed_pipe_is_a_quiet_exit(built, argv):
+    """`cj-health ack --list | head -1`: the reader is gone before anything is written."""
+    database, batch = built
+    with connect(database) as conn:
+        conn.execute(
+            "insert into cj_monitoring.cj_batch_acknowledgements (cj_batch_id, problem_code,"
+            " reason) values (%s, 'STALLED', 'known')",
+            (batch,),
+        )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cj_health.cli", *argv],
+        env={**os.environ, "CJ_DATABASE_URL": database.url},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert proc.returncode == EXIT_BROKEN_PIPE
+    assert err == ""
