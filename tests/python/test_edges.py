@@ -1,6 +1,6 @@
 """The tool's edges as pure logic, no database: the target pinned to what libpq used, the
-one line for a missing privilege, text checked on the way in and escaped on the way out, and
-`--version`. The same behaviours against a real server are
+one line for a missing privilege, text checked on the way in and escaped on the way out,
+CJ_ENVIRONMENT failing closed, and `--version`. The same behaviours against a real server are
 in test_safety.py.
 """
 
@@ -14,7 +14,8 @@ from psycopg import conninfo
 from cj_health import cli
 from cj_health.db import Database, dbt_env, parse_url, pinned_url
 from cj_health.db_errors import needed_privilege, privilege_line
-from cj_health.errors import EXIT_USAGE, DatabaseUnavailable
+from cj_health.errors import EXIT_REFUSED, EXIT_USAGE, DatabaseUnavailable, Refused
+from cj_health.guard import ENVIRONMENTS, judge_dev_target
 from cj_health.gx.connection import sqlalchemy_url
 from cj_health.text import check_input, escape
 
@@ -186,6 +187,26 @@ def test_a_reason_may_span_lines_and_tabs():
 def test_escape_shows_every_control_character_and_keeps_text():
     shown = escape("\x1b[31mred\x1b[0m\nsecond line \u202e é \udcff")
     assert shown == "\\x1b[31mred\\x1b[0m\\nsecond line \\u202e é \\udcff"
+
+
+# --- CJ_ENVIRONMENT fails closed --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["prod", "staging2", "dev1", "tset"])
+@pytest.mark.parametrize("embedded", [True, False])
+def test_an_unknown_environment_is_refused_listing_the_accepted_values(value, embedded):
+    with pytest.raises(Refused) as refused:
+        judge_dev_target(
+            "reset", "x_dev", embedded=embedded, display="h:5432/x_dev",
+            env={"CJ_ENVIRONMENT": value},
+        )  # fmt: skip
+    assert refused.value.exit_code == EXIT_REFUSED
+    assert all(name in str(refused.value) for name in ENVIRONMENTS)
+
+
+@pytest.mark.parametrize("value", ["", "dev", "TEST", " test "])
+def test_the_documented_values_are_accepted(value):
+    judge_dev_target("reset", "x_dev", embedded=False, display="h", env={"CJ_ENVIRONMENT": value})
 
 
 # --- the installed tool -----------------------------------------------------------------------

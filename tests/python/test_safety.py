@@ -6,8 +6,9 @@ nothing, and SIGTERM to `cj-health build` stops dbt and leaves no work folder.
 Against a real server too: PGHOST/PGPORT and a service file reach dbt and GX as libpq used
 them; a role without grants gets one line naming the privilege from every command; the
 refresh's hint follows its cause; bytes that are not UTF-8 and control characters are refused
-at input, and stored text from another writer is shown escaped; a reader that closes the pipe
-gets a quiet exit. (The pure logic of the same edges: test_edges.py.)
+at input, and stored text from another writer is shown escaped; an unknown CJ_ENVIRONMENT
+fails closed; a reader that closes the pipe gets a quiet exit. (The pure logic of the same
+edges: test_edges.py.)
 """
 
 from __future__ import annotations
@@ -537,6 +538,28 @@ def test_stored_text_from_another_writer_is_shown_escaped(built, capsys):
         assert "\x1b" not in out and "\u202e" not in out and "\x07" not in out, out
     assert "\\x1b[31mred\\x1b[0m\\nsecond line \\u202e" in shown[0]
     assert "bos\\x1b[31mred" in shown[4] and "ENG5\\x1b]0;owned\\x07" in shown[4]
+
+
+# --- CJ_ENVIRONMENT fails closed --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["prod", "staging2"])
+def test_an_unknown_environment_on_a_dev_database_is_refused(
+    admin_db, schema_template, monkeypatch, capsys, value
+):
+    name = f"cjt_{uuid.uuid4().hex[:8]}_dev"
+    with cloned_database(admin_db, schema_template, name) as database:
+        monkeypatch.setenv("CJ_DATABASE_URL", database.url)
+        monkeypatch.delenv("CJ_ENVIRONMENT", raising=False)
+        assert cli.main(["eng5", "register-anchors"]) == 0  # *_dev alone allows dev data
+        capsys.readouterr()
+        monkeypatch.setenv("CJ_ENVIRONMENT", value)
+        before = table_fingerprint(database, SERVICE_TABLES)
+        for argv in (["eng5", "reset"], ["eng5", "register-anchors"], ["eng5", "replay-incident"]):
+            assert cli.main(argv) == EXIT_REFUSED
+            line = one_error_line(capsys)
+            assert repr(value) in line and "dev, test, staging, production" in line
+        assert table_fingerprint(database, SERVICE_TABLES) == before
 
 
 # --- a reader that goes away ------------------------------------------------------------------
