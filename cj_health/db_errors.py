@@ -73,8 +73,15 @@ def _unquote(name: str) -> str:
     return name[1:-1] if name.startswith('"') and name.endswith('"') else name
 
 
-def needed_privilege(kind: str, name: str, statement: str = "") -> str:
-    """The privilege a statement needed on the object PostgreSQL named (`kind` `name`)."""
+def needed_privilege(kind: str, name: str, statement: str | None = None) -> str:
+    """The privilege a statement needed on the object PostgreSQL named (`kind` `name`); with
+    the statement unknown (None: dbt's, python_fix's), the likely one, said as such."""
+    if statement is None:
+        unknown = {"schema": "USAGE (CREATE to create in it)", "database": "CREATE"}
+        return unknown.get(kind) or (
+            "EXECUTE" if kind in ("function", "procedure", "routine")
+            else "SELECT (or the write its statement made)"
+        )
     words = statement.lstrip().lower()
     if kind == "schema":
         return "CREATE" if words.startswith("create") else "USAGE"
@@ -97,7 +104,7 @@ def needed_privilege(kind: str, name: str, statement: str = "") -> str:
 
 
 def privilege_line(
-    message: str, role: str | None = None, statement: str = "", where: str = ""
+    message: str, role: str | None = None, statement: str | None = None, where: str = ""
 ) -> str | None:
     """One line for a privilege error found in `message` (PostgreSQL's, or dbt's or GX's text
     quoting it) on the database `where`; None when the message is about something else."""
@@ -143,7 +150,7 @@ def describe(exc: psycopg.Error) -> str:
     if isinstance(exc, psycopg.errors.InsufficientPrivilege) or "permission denied" in primary:
         role = context.role if context else None
         line = privilege_line(
-            primary, role, context.statement if context else "", context.where if context else ""
+            primary, role, context.statement if context else None, context.where if context else ""
         )
         if line is None:  # e.g. "permission denied to create role"
             line = f"{primary}{where} (role {role or 'of the connection'}; {PRIVILEGES_DOC})"

@@ -140,7 +140,8 @@ def run_checkpoint(database: Database, root: Path) -> CheckpointOutcome:
 
 def _raise_if_denied(message: str, database: Database) -> None:
     """A GX failure caused by a missing privilege: the one line every command gives (exit 2)."""
-    line = privilege_line(message, database.params.get("user"), where=database.display)
+    # GX only reads: its statements are selects.
+    line = privilege_line(message, database.params.get("user"), "select", database.display)
     if line:
         raise CjHealthError(line)
 
