@@ -153,6 +153,8 @@ def session_conninfo(database: Database) -> str:
 
 # Connection parameters that connect() sets itself: the pinned target keeps the URL's own.
 OWN_PARAMETERS = ("application_name", "connect_timeout")
+# Defaults libpq reports as if they were set (conn.info.get_parameters()).
+REPORTED_DEFAULTS = {"sslcertmode": "allow"}
 
 
 def pinned_url(url: str, info: psycopg.ConnectionInfo) -> str:
@@ -160,21 +162,23 @@ def pinned_url(url: str, info: psycopg.ConnectionInfo) -> str:
     connecting): host (a unix socket's directory), port, database and user as connected, and
     every other parameter as libpq resolved it from the URL, the PG* variables and a PGSERVICE
     file. Every other client given it reaches the same server and database, whatever those
-    variables or the file say later. An address (`hostaddr`) is kept only when one was given;
-    the password only as the URL gave it (libpq never reports it: ~/.pgpass and PGPASSWORD
-    resolve the same for the pinned values)."""
+    variables or the file say later. An address (`hostaddr`) is pinned only when the URL or
+    PGHOSTADDR gave one (libpq also reports the address a host name resolved to, which must not
+    pin a name with several); the password only as the URL gave it (libpq never reports it:
+    ~/.pgpass and PGPASSWORD resolve the same for the pinned values)."""
     given = {k: str(v) for k, v in pg_conninfo.conninfo_to_dict(url).items()}
     params = {
         key: value
         for key, value in info.get_parameters().items()
-        if key not in (*OWN_PARAMETERS, "service", "options")
+        if key not in (*OWN_PARAMETERS, "service", "options", "hostaddr")
+        and REPORTED_DEFAULTS.get(key) != value
     }
     params.update({key: given[key] for key in (*OWN_PARAMETERS, "password") if given.get(key)})
     options = _options_without_search_path(info.get_parameters().get("options", ""))
     if options:
         params["options"] = options
     params.update(host=info.host, port=str(info.port), dbname=info.dbname, user=info.user)
-    if "hostaddr" in params and info.hostaddr:
+    if info.hostaddr and (given.get("hostaddr") or os.environ.get("PGHOSTADDR")):
         params["hostaddr"] = info.hostaddr  # the one connected to, of a list
     return pg_conninfo.make_conninfo("", **params)
 

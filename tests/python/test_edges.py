@@ -80,7 +80,7 @@ def test_an_address_given_is_pinned_and_reaches_dbt_and_gx():
     used = {"host": "db.internal", "hostaddr": "10.1.2.3,10.1.2.4", "dbname": "cj", "user": "m"}
     pinned = Database(
         pinned_url(
-            "postgresql://m@db.internal/cj",
+            "postgresql://m@db.internal/cj?hostaddr=10.1.2.3,10.1.2.4",
             info(used, host="db.internal", hostaddr="10.1.2.4", port=5432, dbname="cj", user="m"),
         )
     )
@@ -90,14 +90,19 @@ def test_an_address_given_is_pinned_and_reaches_dbt_and_gx():
 
 
 def test_a_resolved_name_is_not_pinned_to_one_address():
-    used = {"host": "db.internal", "dbname": "cj", "user": "m"}
+    """libpq reports the address a name resolved to as `hostaddr`, and its default
+    sslcertmode as set: neither is pinned."""
+    used = {
+        "host": "db.internal", "hostaddr": "10.1.2.3", "dbname": "cj", "user": "m",
+        "sslcertmode": "allow",
+    }  # fmt: skip
     pinned = Database(
         pinned_url(
             "postgresql://m@db.internal/cj",
             info(used, host="db.internal", hostaddr="10.1.2.3", port=5432, dbname="cj", user="m"),
         )
     )
-    assert "hostaddr" not in pinned.params
+    assert "hostaddr" not in pinned.params and "sslcertmode" not in pinned.params
 
 
 def test_a_database_url_that_is_not_utf8_is_one_line(monkeypatch, capsys):
