@@ -30,6 +30,7 @@ from cj_health.db import Database, connect, monitoring_schema, source_schema
 from cj_health.errors import BatchNotFound, CjHealthError
 from cj_health.monitoring_tables import ACKNOWLEDGEMENTS_TABLE as TABLE
 from cj_health.monitoring_tables import HEALTH_VIEW, PROBLEM_CODES_VIEW
+from cj_health.text import check_input, escape
 
 COLUMNS = (
     "acknowledgement_id, cj_batch_id, problem_code, reason, acknowledged_by,"
@@ -61,10 +62,12 @@ class Acknowledgement:
         }
 
     def line(self) -> str:
+        """One line for the terminal: stored text (reason, role, code) shown escaped, so a
+        control character another writer stored cannot act on the reader's terminal."""
         code = self.problem_code or "every code"
         until = self.expires_at.isoformat() if self.expires_at else "unack"
         state = "" if self.is_active else " (expired)"
-        return (
+        return escape(
             f"CJ batch {self.cj_batch_id}: {code}{state}, by {self.acknowledged_by}"
             f" at {self.acknowledged_at.isoformat()}, until {until}: {self.reason}"
         )
@@ -125,7 +128,8 @@ def _check_codes(database: Database, codes: list[str]) -> list[str]:
 
 
 def _check_reason(reason: str) -> str:
-    text = " ".join(str(reason or "").split())
+    """The reason, valid UTF-8 without control characters (exit 2), whitespace folded."""
+    text = " ".join(check_input(str(reason or ""), "--reason", free_text=True).split())
     if not text:
         raise CjHealthError("--reason must say why the problem is accepted")
     return text
@@ -134,12 +138,13 @@ def _check_reason(reason: str) -> str:
 def _time(conn: psycopg.Connection, text: str, option: str) -> datetime:
     """A time the server reads as timestamptz (e.g. '2026-03-01 12:00+01', 'now + 2 days'
     is not accepted: give a time); else a one-line error."""
+    check_input(text, option)
     try:
         with conn.transaction():
             return conn.execute("select %s::timestamptz", (text,)).fetchone()[0]
     except psycopg.Error:
         raise CjHealthError(
-            f"{option} {text!r} is not a time (e.g. '2026-03-01 12:00+00')"
+            f"{option} {escape(repr(text))} is not a time (e.g. '2026-03-01 12:00+00')"
         ) from None
 
 
@@ -310,7 +315,9 @@ def accepted_batches(database: Database) -> dict[int, list[str]]:
 def accepted_line(accepted: dict[int, list[str]]) -> str | None:
     if not accepted:
         return None
-    shown = "; ".join(f"{batch} {','.join(codes)}" for batch, codes in list(accepted.items())[:8])
+    shown = escape(
+        "; ".join(f"{batch} {','.join(codes)}" for batch, codes in list(accepted.items())[:8])
+    )
     more = f" (+{len(accepted) - 8} more)" if len(accepted) > 8 else ""
     return (
         f"accepted (acknowledged, not failing): {len(accepted)} batches: {shown}{more};"

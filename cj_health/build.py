@@ -37,6 +37,7 @@ from psycopg import sql
 
 from cj_health.batch_facts import FactsUpdate, begin_refresh, update_batch_facts
 from cj_health.db import Database, connect, monitoring_schema
+from cj_health.db_errors import privilege_line, refresh_failure
 from cj_health.dbt_runner import DbtResult, dbt_work_dir, run_dbt
 from cj_health.errors import EXIT_OK, EXIT_PROBLEMS_FOUND, EXIT_USAGE, CjHealthError
 from cj_health.history import record_refresh
@@ -98,6 +99,19 @@ class BuildResult:
     @property
     def tests_passed(self) -> int:
         return sum(1 for node in self.tests if node.status == "pass")
+
+    def privilege_error(self, role: str | None, where: str) -> str | None:
+        """The one line for a failure caused by a missing privilege (dbt quotes PostgreSQL's
+        words in its output), else None."""
+        if self.exit_code != EXIT_USAGE:
+            return None
+        outputs = [self.run.output, self.test.output if self.test else ""]
+        messages = [node.message for node in (*self.models_failed, *self.tests_broken)]
+        for text in (*messages, *outputs):
+            line = privilege_line(text, role, where=where)
+            if line:
+                return line
+        return None
 
     @property
     def exit_code(self) -> int:
@@ -192,11 +206,8 @@ def refresh(database: Database, *, full: bool = False) -> RefreshResult:
         started = time.perf_counter()
         try:
             facts = refresh_in_transaction(conn, full=full)
-        except psycopg.Error as exc:
-            message = exc.diag.message_primary or type(exc).__name__
-            raise CjHealthError(
-                f"refreshing {schema}.{HEALTH_VIEW} failed: {message}; run `cj-health build`"
-            ) from None
+        except psycopg.Error as exc:  # rolled back; the hint follows the cause
+            raise refresh_failure(exc, conn, f"{schema}.{HEALTH_VIEW}") from None
         seconds = time.perf_counter() - started
         batches, alerting = conn.execute(
             sql.SQL("select count(*), count(*) filter (where is_alerting) from {}").format(view)

@@ -2,7 +2,8 @@
 
 `run_check(database)` reads the checked-in GX context in great_expectations/ (generated from
 the rules dbt compiles by `make gx`, cj_health.gx.context) and writes only under
-great_expectations/uncommitted/ (Data Docs, validation results):
+great_expectations/uncommitted/ (Data Docs, validation results; an installed copy of the tool
+runs a working copy of the context in its state folder, cj_health.gx.context.runtime_root):
 1. makes sure the monitoring relations exist (else: "run `cj-health build` first", exit 2);
 2. refreshes `cj_batch_health` (REFRESH MATERIALIZED VIEW CONCURRENTLY: readers are never
    blocked) so the view's rules judge the data as it is now (`refresh=False` skips this);
@@ -83,7 +84,7 @@ def run_check(
     context_root: Path | None = None,
 ) -> CheckReport:
     """Run the data checks (see the module docstring)."""
-    root = context_root or gx_context.default_root()
+    root = context_root or gx_context.runtime_root()
     require_relations(database, gx_context.asset_tables(root))
     if refresh:
         from cj_health.build import refresh as refresh_health_view

@@ -2,7 +2,8 @@
 
 Exit codes (README, "Exit codes"):
   0 success, 1 a check found a problem, 2 bad input or an unusable database,
-  3 refused on purpose (a reset aimed at a non-dev database), 4 no such batch.
+  3 refused on purpose (a reset aimed at a non-dev database), 4 no such batch,
+  130 interrupted, 141 the reader of the output went away (`| head`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ EXIT_PROBLEMS_FOUND = 1
 EXIT_USAGE = 2
 EXIT_REFUSED = 3
 EXIT_NOT_FOUND = 4
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a pipe's writer that lost its reader
 
 
 class CjHealthError(Exception):

@@ -32,6 +32,7 @@ from cj_health.monitoring_tables import (
     REFRESH_VIEW,
     relation_exists,
 )
+from cj_health.text import escape
 
 MAX_INT4 = 2_147_483_647
 STATES_VIEW = "stg_cj__batch_states"
@@ -270,7 +271,8 @@ def render_text(report: dict[str, Any]) -> str:
         f"  completed_at       {t['completed_at'] or 'NULL'}",
         f"  last_activity_at   {t['last_activity_at']}",
     ]
-    return "\n".join(lines)
+    # The service's text (ids, course code, topics) shown escaped: it is not ours.
+    return "\n".join(escape(line) for line in lines)
 
 
 def render_json(report: dict[str, Any]) -> str:

@@ -75,8 +75,8 @@ def recorded_run(database: Database, command: str) -> Iterator[Run]:
 
 def write_run(database: Database, run: Run, finished_at: datetime | None = None) -> bool:
     """Insert the run and prune runs older than dbt var `run_retention_days`. False when the
-    table does not exist yet or the database cannot take the row (said on stderr, the
-    command's own outcome stands)."""
+    table does not exist yet or the database cannot take the row (said on stderr after a
+    successful command; the command's own outcome stands)."""
     finished = finished_at or datetime.now(UTC)
     table = sql.Identifier(monitoring_schema(), RUNS_TABLE)
     try:
@@ -102,7 +102,13 @@ def write_run(database: Database, run: Run, finished_at: datetime | None = None)
     except DatabaseUnavailable:
         return False  # the command has already said so
     except psycopg.Error as exc:
-        print(f"cj-health: run not recorded in {RUNS_TABLE}: {_first_line(exc)}", file=sys.stderr)
+        # A failed command has said why on its one line (a missing privilege stops the record
+        # too); its missing row is what the dead man's switch notices.
+        if run.exit_code in SUCCESSFUL_EXIT_CODES:
+            print(
+                f"cj-health: run not recorded in {RUNS_TABLE}: {_first_line(exc)}",
+                file=sys.stderr,
+            )
         return False
     return True
 

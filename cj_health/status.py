@@ -37,6 +37,7 @@ from cj_health.monitoring_tables import (
     relation_exists,
 )
 from cj_health.runs import RECORDED_COMMANDS, SCHEDULE_MINUTES, SUCCESSFUL_EXIT_CODES
+from cj_health.text import escape
 
 # The VIEW_STALE alert's threshold (grafana/provisioning/alerting/cj_health_rules.yaml).
 VIEW_STALE_MINUTES = 15
@@ -158,7 +159,7 @@ class StatusReport:
             lines.append(f"  (+{more} more; --json lists all)")
         verdict = "; ".join(self.problems) if self.problems else "all is well"
         lines += ["", f"status: {verdict}"]
-        return lines
+        return [escape(line) for line in lines]  # stored text (role names, codes) escaped
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -1,10 +1,13 @@
 """The target: one value saying which database every part of a command talks to.
 
 A libpq URL is only a claim. Without a database name, libpq asks for PGDATABASE, not the name
-a reader of the URL would guess; so the target is resolved once, on an open connection:
+a reader of the URL would guess; without a port it takes PGPORT, and a PGSERVICE file may name
+another host. So the target is resolved once, on an open connection:
 
-- `database`: the URL with the database name pinned to what `current_database()` returned,
-  so dbt, GX and python_fix connect exactly there, whatever PGDATABASE says later;
+- `database`: the URL with host (a unix socket's directory), port, user and database pinned
+  to what libpq used (`conn.info`) and the server reports (`current_database()`), so dbt, GX,
+  python_fix and `db env`/`db where` reach exactly that server and database, whatever the
+  PG* variables or a service file would make of the URL;
 - `dbname` and `server_version`: read from the server, never guessed;
 - `source_schema` and `monitoring_schema`: CJ_SOURCE_SCHEMA and CJ_MONITORING_SCHEMA,
   validated as plain identifiers (else exit 2 naming the variable).
@@ -26,6 +29,7 @@ from cj_health.db import (
     connect,
     dbt_env,
     monitoring_schema,
+    pinned_url,
     resolve_database,
     session_conninfo,
     source_schema,
@@ -70,14 +74,15 @@ class Target:
 
 
 def verify(database: Database, env: Mapping[str, str] | None = None) -> Target:
-    """Connect to `database` and pin it to the database the server says it is."""
+    """Connect to `database` and pin it to the server libpq reached and the database the
+    server says it is (module docstring)."""
     schemas = (source_schema(env), monitoring_schema(env))  # validated before connecting
     with connect(database, autocommit=True) as conn:
         dbname, version = conn.execute(
             "select current_database(), current_setting('server_version_num')::int"
         ).fetchone()
-    pinned = Database(pg_conninfo.make_conninfo(database.url, dbname=dbname), database.embedded)
-    return Target(pinned, dbname, version, *schemas)
+        url = pg_conninfo.make_conninfo(pinned_url(database.url, conn.info), dbname=dbname)
+    return Target(Database(url, database.embedded), dbname, version, *schemas)
 
 
 def resolve_target(env: Mapping[str, str] | None = None) -> Target:

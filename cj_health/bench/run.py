@@ -19,11 +19,12 @@ from typing import Any
 from psycopg import sql
 
 from cj_health.bench import generate, measure, naive_peer, report
-from cj_health.db import Database, connect, resolve_database
+from cj_health.db import Database, connect
 from cj_health.dbt_runner import run_dbt
 from cj_health.errors import CjHealthError
 from cj_health.paths import state_dir
 from cj_health.schema import init_schema
+from cj_health.target import resolve_target
 
 DEFAULT_REPEAT = 5
 DEFAULT_ALERT_RUNS = 1000
@@ -134,7 +135,7 @@ def run_bench(
 ) -> dict[str, Any]:
     """The whole run; returns the report (also written to options.out_path)."""
     options.validate()
-    server = server or resolve_database()
+    server = server or resolve_target().database  # pinned: dbt reaches the same server
     bench = create_bench_database(server)
     log(f"cj-health bench: database {bench.display}")
     try:

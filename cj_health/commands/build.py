@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cj_health.errors import CjHealthError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     build = subparsers.add_parser(
@@ -41,6 +43,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"cj-health build: {database.display}", flush=True)
     with recorded_run(database, "build") as run:
         result = build(database, echo=args.verbose)
+        denied = result.privilege_error(database.params.get("user"), database.display)
+        if denied:  # one line, exit 2, like every command missing a privilege
+            raise CjHealthError(denied)
         run.exit_code = result.exit_code
         run.summary = {
             "models_failed": [node.name for node in result.models_failed],

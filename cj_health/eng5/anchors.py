@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import psycopg
 
 from cj_health.db import Database, connect
+from cj_health.schema import require_service_schema
 from python_fix.grade_scales import ENG5_SCALE
 
 DEV_ASSIGNMENT_ID = "00000000-0000-0000-0000-000000000001"
@@ -78,8 +79,10 @@ def register_anchors_in(conn: psycopg.Connection, assignment_id: str) -> int:
 
 
 def register_anchors(database: Database, assignment_id: str = DEV_ASSIGNMENT_ID) -> int:
-    """Upsert the 12 ENG5 anchor references; running it twice still leaves 12 rows."""
+    """Upsert the 12 ENG5 anchor references; running it twice still leaves 12 rows. Without
+    the CJ service tables: CjHealthError (exit 2), "run `cj-health db init` first"."""
     with connect(database) as conn, conn.transaction():
+        require_service_schema(conn, database)
         return register_anchors_in(conn, assignment_id)
 
 

@@ -5,7 +5,8 @@ validation definitions and the checkpoint) is produced here, deterministically (
 uuid5 of the names), from the rules dbt compiles (cj_health.gx.rules). Generating is a
 development step, `make gx` (`python -m cj_health.gx.context [--vars YAML]`); a test
 regenerates the context into a temporary folder and fails while the checked-in files differ.
-`cj-health check` only reads these files and writes under great_expectations/uncommitted/.
+`cj-health check` only reads these files and writes under great_expectations/uncommitted/; an
+installed copy of the tool runs a working copy in its state folder instead (`runtime_root`).
 
 Layout:
 - one data source `cj_postgres`, connection string `${CJ_GX_CONNECTION_STRING}` (a GX config
@@ -33,7 +34,7 @@ import yaml
 from cj_health.errors import CjHealthError
 from cj_health.gx.connection import CONNECTION_VARIABLE
 from cj_health.gx.rules import Rule, compile_manifest, rules_from_manifest
-from cj_health.paths import project_dir
+from cj_health.paths import is_packaged_project, project_dir, state_dir
 
 CONTEXT_DIR = "great_expectations"
 DATASOURCE = "cj_postgres"
@@ -58,6 +59,24 @@ HEADER = """\
 
 def default_root() -> Path:
     return project_dir() / CONTEXT_DIR
+
+
+def runtime_root() -> Path:
+    """The context `cj-health check` runs: the project's own (it writes only under its
+    git-ignored uncommitted/), or for an installed copy, whose package folder is not the
+    tool's to write, `<state folder>/great_expectations`, brought in line with the installed
+    files first (its uncommitted/, the Data Docs, is kept)."""
+    root = default_root()
+    if not is_packaged_project():
+        return root
+    files = {
+        path.relative_to(root).as_posix(): path.read_text(encoding="utf-8")
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+    copy = state_dir() / CONTEXT_DIR
+    write(copy, files)
+    return copy
 
 
 def stable_id(kind: str, name: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 from psycopg import sql
 
 from cj_health.db import Database, connect, monitoring_schema
+from cj_health.db_errors import privilege_line
 from cj_health.errors import CjHealthError
 from cj_health.gx import context as gx_context
 from cj_health.gx.connection import CONNECTION_VARIABLE, sqlalchemy_url
@@ -109,6 +110,7 @@ def run_checkpoint(database: Database, root: Path) -> CheckpointOutcome:
             checkpoint = context.checkpoints.get(gx_context.CHECKPOINT)
             result = checkpoint.run()
     except Exception as exc:  # GX wraps every failure in its own types: report one line
+        _raise_if_denied(str(exc), database)
         raise CjHealthError(
             f"the GX checkpoint could not run: {type(exc).__name__}: "
             f"{_redact(str(exc), database, first_line_only=False)}"
@@ -129,9 +131,19 @@ def run_checkpoint(database: Database, root: Path) -> CheckpointOutcome:
                 broken.append(f"rule {rule or outcome.expectation_config.type} "
                               f"(suite {suite}): {cause}")
     if broken:
+        for cause in broken:
+            _raise_if_denied(cause, database)
         raise CjHealthError(f"{len(broken)} rule(s) could not run: " + "; ".join(broken))
     index = root / gx_context.DATA_DOCS_DIR / "index.html"
     return CheckpointOutcome(bool(result.success), rules, index)
+
+
+def _raise_if_denied(message: str, database: Database) -> None:
+    """A GX failure caused by a missing privilege: the one line every command gives (exit 2)."""
+    # GX only reads: its statements are selects.
+    line = privilege_line(message, database.params.get("user"), "select", database.display)
+    if line:
+        raise CjHealthError(line)
 
 
 def _rule_result(outcome: Any, suite: str) -> RuleResult:

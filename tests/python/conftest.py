@@ -36,8 +36,8 @@ def admin_db() -> Database:
     return _admin()
 
 
-def _create(admin: Database, template: str | None = None) -> Database:
-    name = f"cjt_{uuid.uuid4().hex[:12]}"
+def _create(admin: Database, template: str | None = None, name: str | None = None) -> Database:
+    name = name or f"cjt_{uuid.uuid4().hex[:12]}"
     with connect(admin, autocommit=True) as conn:
         statement = sql.SQL("create database {}").format(sql.Identifier(name))
         if template:
@@ -96,6 +96,19 @@ def cj_env(cj_db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
     monkeypatch.setenv("CJ_DATABASE_URL", cj_db.url)
     monkeypatch.setenv("CJ_ENVIRONMENT", "test")
     return cj_db
+
+
+@contextmanager
+def cloned_database(
+    admin: Database, template: str, name: str | None = None
+) -> Iterator[Database]:
+    """A new database copied from `template` (named `name`, default `cjt_<random>`), dropped
+    afterwards: for module-scoped fixtures, and for a database that needs a name of its own."""
+    database = _create(admin, template, name)
+    try:
+        yield database
+    finally:
+        _drop(admin, database.dbname)
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from conftest import cloned_database
 from psycopg import conninfo, sql
 
 from cj_health.build import BUILD_ARGS
@@ -66,20 +67,8 @@ def monitored_database(
 ) -> Iterator[MonitoredDatabase]:
     """A new database cloned from the CJ schema template, built by build_monitored_database,
     dropped afterwards (for module-scoped fixtures: the ENG5 runs and dbt take a while)."""
-    name = f"cjt_{uuid.uuid4().hex[:12]}"
-    with connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("create database {} template {}").format(
-                sql.Identifier(name), sql.Identifier(template)
-            )
-        )
-    try:
-        yield build_monitored_database(admin.with_dbname(name), out_dir)
-    finally:
-        with connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-            )
+    with cloned_database(admin, template) as database:
+        yield build_monitored_database(database, out_dir)
 
 
 @contextmanager

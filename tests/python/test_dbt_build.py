@@ -23,10 +23,8 @@ from cj_health.build import HEALTH_VIEW, build, refresh
 from cj_health.db import Database, connect, monitoring_schema
 from cj_health.dbt_runner import run_dbt
 from cj_health.errors import CjHealthError
-from cj_health.paths import project_dir
+from cj_health.paths import PROJECT_FILES, project_dir
 from cj_health.schema import init_schema
-
-PROJECT_FILES = ("dbt_project.yml", "models", "macros", "seeds", "tests/dbt", "profiles")
 
 
 def dbt_run(database: Database, dbt_vars: dict | None = None) -> None:

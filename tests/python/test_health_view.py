@@ -9,11 +9,11 @@ The complete fault-by-fault detection matrix is test_detection_matrix.py's subje
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from conftest import cloned_database
 from psycopg import sql
 from psycopg.rows import dict_row
 
@@ -41,15 +41,7 @@ class Built:
 def built(admin_db: Database, schema_template: str, tmp_path_factory) -> Iterator[Built]:
     from cj_health.eng5.runner import execute_batch
 
-    name = f"cjt_{uuid.uuid4().hex[:12]}"
-    with connect(admin_db, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("create database {} template {}").format(
-                sql.Identifier(name), sql.Identifier(schema_template)
-            )
-        )
-    database = admin_db.with_dbname(name)
-    try:
+    with cloned_database(admin_db, schema_template) as database:
         out = tmp_path_factory.mktemp("runs")
 
         def run(seed: int, **kwargs) -> int:
@@ -90,11 +82,6 @@ def built(admin_db: Database, schema_template: str, tmp_path_factory) -> Iterato
             )
             conn.commit()
         yield Built(database, build(database), **ids)
-    finally:
-        with connect(admin_db, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-            )
 
 
 def rows(database: Database, view: str, order_by: str = "1") -> dict[int, dict] | list[dict]:
