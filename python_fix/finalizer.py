@@ -453,8 +453,7 @@ class BatchFinalizer:
             batch = await self._lock(session, call)
             if self._settled(batch, call, result, finished=FINISHED_STATES):
                 return result
-            _require_correlation_uuid(batch)
-            _require_user_id(batch)
+            _require_upload_facts(batch)
             self._outbox_manager()
             essays = await self.essay_repository.get_essays_for_cj_batch(session, batch.id)
             students = [essay.els_essay_id for essay in essays if not essay.is_anchor]
@@ -580,40 +579,27 @@ class BatchFinalizer:
             )
 
     async def _scoring_guard(self, session: AsyncSession, batch: _Batch):
-        """The checks of the module docstring; returns the batch's grading context."""
-        _require_correlation_uuid(batch)
+        """The checks of the module docstring; returns the batch's grading context.
+
+        Every check runs, and one refusal names them all, the main cause first: what stops
+        the grades (no anchors, an anchor without a grade, a scale the result event
+        rejects) before what only stops an event (no UUID correlation id, no user_id), so
+        the Batch 20 shape is refused for its anchors even when its user_id is missing too.
+        """
         self._outbox_manager()
         context = await resolve_context(
             session, batch.upload.assignment_id, batch.upload.course_code
         )
-        if not context.scale.fits_result_event:
-            raise FinalizationRefused(
-                f"CJ batch {batch.id}: grade scale {context.scale.name} gives grades "
-                f"({', '.join(context.scale.all_grades)}) that AssessmentResultV1.letter_grade "
-                "rejects (a known production contract gap)"
-            )
-        _require_user_id(batch)
         essays = await self.essay_repository.get_essays_for_cj_batch(session, batch.id)
-        anchors = [essay for essay in essays if essay.is_anchor]
-        if context.references and not anchors:
+        reasons = [
+            *_grading_refusals(batch, context, essays),
+            *_upload_refusals(batch),
+        ]
+        if reasons:
+            main, *also = reasons
             raise FinalizationRefused(
-                f"CJ batch {batch.id} has no anchor essays (is_anchor) but its assignment has "
-                f"{len(context.references)} registered anchors; refusing to finalize without "
-                "projections (the Batch 20 shape)"
+                f"CJ batch {batch.id}: {main}" + (f" (also: {'; '.join(also)})" if also else "")
             )
-        for anchor in anchors:
-            grade = anchor_grade(
-                {"processing_metadata": anchor.processing_metadata,
-                 "text_storage_id": anchor.text_storage_id},
-                context.references,
-            )  # fmt: skip
-            if grade not in context.scale.grades:
-                raise FinalizationRefused(
-                    f"CJ batch {batch.id}: anchor {anchor.els_essay_id} has "
-                    + (f"grade {grade!r}, not a grade of {context.scale.name}" if grade else
-                       "no readable grade (anchor_grade, known_grade, text_storage_id or "
-                       "anchor_ref_id)")
-                )  # fmt: skip
         return context
 
     async def _close_upload(
@@ -701,20 +687,54 @@ def _completion_status(value: Any) -> CJBatchStatusEnum:
     return CJBatchStatusEnum(status)
 
 
-def _require_correlation_uuid(batch: _Batch) -> None:
+def _grading_refusals(batch: _Batch, context: Any, essays: Sequence[Any]) -> list[str]:
+    """Why no grades could be projected for the batch, the main cause first."""
+    reasons = []
+    anchors = [essay for essay in essays if essay.is_anchor]
+    if context.references and not anchors:
+        reasons.append(
+            f"no anchor essays (is_anchor) but its assignment has {len(context.references)} "
+            "registered anchors; refusing to finalize without projections (the Batch 20 shape)"
+        )
+    for anchor in anchors:
+        grade = anchor_grade(
+            {"processing_metadata": anchor.processing_metadata,
+             "text_storage_id": anchor.text_storage_id},
+            context.references,
+        )  # fmt: skip
+        if grade not in context.scale.grades:
+            reasons.append(
+                f"anchor {anchor.els_essay_id} has "
+                + (f"grade {grade!r}, not a grade of {context.scale.name}" if grade else
+                   "no readable grade (anchor_grade, known_grade, text_storage_id or "
+                   "anchor_ref_id)")
+            )  # fmt: skip
+    if not context.scale.fits_result_event:
+        reasons.append(
+            f"grade scale {context.scale.name} gives grades "
+            f"({', '.join(context.scale.all_grades)}) that AssessmentResultV1.letter_grade "
+            "rejects (a known production contract gap)"
+        )
+    return reasons
+
+
+def _upload_refusals(batch: _Batch) -> list[str]:
+    """What the upload lacks for the finalization's events."""
+    reasons = []
     try:
         uuid.UUID(batch.upload.event_correlation_id)
     except (TypeError, ValueError):
-        raise FinalizationRefused(
-            f"CJ batch {batch.id}: the upload's event_correlation_id is not a UUID"
-        ) from None
-
-
-def _require_user_id(batch: _Batch) -> None:
+        reasons.append("the upload's event_correlation_id is not a UUID")
     if not batch.upload.user_id:
-        raise FinalizationRefused(
-            f"CJ batch {batch.id} has no user_id; the resource consumption event needs one"
-        )
+        reasons.append("no user_id; the resource consumption event needs one")
+    return reasons
+
+
+def _require_upload_facts(batch: _Batch) -> None:
+    """Refuse a finalization whose events the upload cannot fill (see _upload_refusals)."""
+    reasons = _upload_refusals(batch)
+    if reasons:
+        raise FinalizationRefused(f"CJ batch {batch.id}: {'; '.join(reasons)}")
 
 
 def _outcomes(pairs: Sequence[Any]) -> list[tuple[str, str]]:

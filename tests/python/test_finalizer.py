@@ -603,6 +603,23 @@ def test_the_batch20_shape_is_refused_and_nothing_is_written(cj_db, batch, drive
         record.getMessage())
 
 
+def test_a_refusal_names_the_main_cause_first_and_the_side_conditions_after(cj_db, batch, caplog):
+    """The Batch 20 shape without a user_id: the lost anchor flags stop the grades, the
+    missing user_id only the resource event, so the anchors come first."""
+    with connect(cj_db) as conn:
+        conn.execute("update cj_processed_essays set is_anchor = false where cj_batch_id = %s",
+                     (batch.cj_batch_id,))  # fmt: skip
+        conn.execute("update cj_batch_uploads set user_id = null where id = %s",
+                     (batch.cj_batch_id,))  # fmt: skip
+    before = _snapshot(cj_db)
+    with caplog.at_level(logging.INFO, logger="python_fix"):
+        assert call_finalizer(cj_db, "asyncpg", "finalize_scoring", batch.cj_batch_id) is None
+    assert _snapshot(cj_db) == before
+    [record] = _finalizer_records(caplog)
+    message = record.getMessage()
+    assert message.index("no anchor essays (is_anchor)") < message.index("(also: no user_id")
+
+
 @driver_params
 def test_a_missing_batch_returns_none_and_writes_nothing(cj_db, batch, driver, caplog):
     before = _snapshot(cj_db)
@@ -635,7 +652,7 @@ def test_an_anchor_without_a_grade_is_refused(cj_db, batch, driver, caplog):
 
 def test_a_non_uuid_correlation_id_and_a_missing_user_are_refused(cj_db, batch):
     for column, value, reason in (("event_correlation_id", "not-a-uuid", "is not a UUID"),
-                                  ("user_id", None, "has no user_id")):  # fmt: skip
+                                  ("user_id", None, "no user_id; the resource")):  # fmt: skip
         with connect(cj_db) as conn:
             original = conn.execute(f"select {column} from cj_batch_uploads where id = %s",
                                     (batch.cj_batch_id,)).fetchone()[0]  # fmt: skip
