@@ -7,7 +7,9 @@ the same way (the same anchor flag parsing, the same student and projection rule
 - the detail the views aggregate away: the comparison budget (`stg_cj__batch_states`),
   projections per grade (`int_essays_joined_to_projections`) and the outbox events matched to
   the batch (`int_outbox_events_mapped_to_batches`, with their `event_type`);
-- the verdict from `cj_batch_health` as of its last refresh.
+- the verdict from `cj_batch_health` as of its last refresh, and its diagnosis
+  (`cj_health.diagnosis`): each code's rule from `cj_problem_codes`, the facts it is about,
+  its runbook section, and the main cause.
 Only whether the batch exists is read from the service table itself, so an unknown id says
 so (exit 4) before anything asks for the monitoring to be built (exit 2). All queries are
 parameterised; no essay text is read.
@@ -25,6 +27,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from cj_health.db import Database, connect, monitoring_schema, source_schema
+from cj_health.diagnosis import diagnose, load_runbook_sections
+from cj_health.diagnosis import render as render_diagnosis
 from cj_health.errors import BatchNotFound, CjHealthError
 from cj_health.monitoring_tables import (
     BATCH_FACTS_VIEW,
@@ -35,6 +39,7 @@ from cj_health.monitoring_tables import (
 from cj_health.text import escape
 
 MAX_INT4 = 2_147_483_647
+PROBLEM_CODES_VIEW = "cj_problem_codes"
 STATES_VIEW = "stg_cj__batch_states"
 ESSAY_PROJECTIONS_VIEW = "int_essays_joined_to_projections"
 EVENTS_VIEW = "int_outbox_events_mapped_to_batches"
@@ -66,6 +71,8 @@ where events.cj_batch_id = %(id)s
 order by events.created_at, events.topic, events.outbox_event_id
 """
 
+RULES_SQL = "select problem_code, rule_summary from {problem_codes}"
+
 HEALTH_SQL = """
 select health.health_status, health.issues, health.acknowledged_issues, health.is_alerting,
        refresh.refreshed_at
@@ -83,8 +90,14 @@ class BatchReport:
     grades: list[dict[str, Any]]
     events: list[dict[str, Any]]
     health: dict[str, Any] | None
+    rules: dict[str, str]
 
     def as_dict(self) -> dict[str, Any]:
+        report = self._facts_dict()
+        report["diagnosis"] = diagnose(report, self.rules, load_runbook_sections()).as_dict()
+        return report
+
+    def _facts_dict(self) -> dict[str, Any]:
         f = self.facts
         return {
             "cj_batch_id": f["cj_batch_id"],
@@ -119,6 +132,7 @@ class BatchReport:
                 "registered_anchors": f["registered_anchor_count"],
                 "scored_students": f["scored_student_count"],
             },
+            "reliability": _number(f["scale_separation_reliability"]),
             "projections": {
                 "count": f["projection_count"],
                 "on_anchors": f["anchor_projection_count"],
@@ -149,6 +163,10 @@ class BatchReport:
         }
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if value is not None else None
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -177,6 +195,7 @@ def load_report(database: Database, cj_batch_id: int) -> BatchReport:
             "facts": BATCH_FACTS_VIEW, "states": STATES_VIEW,
             "essay_projections": ESSAY_PROJECTIONS_VIEW, "events": EVENTS_VIEW,
             "outbox": OUTBOX_VIEW, "health": HEALTH_VIEW, "refresh": REFRESH_VIEW,
+            "problem_codes": PROBLEM_CODES_VIEW,
         }
         relations = {key: sql.Identifier(monitoring_schema(), name) for key, name in names.items()}
         facts = conn.execute(_sql(FACTS_SQL, relations), params).fetchone()
@@ -185,7 +204,13 @@ def load_report(database: Database, cj_batch_id: int) -> BatchReport:
         grades = conn.execute(_sql(GRADES_SQL, relations), params).fetchall()
         events = conn.execute(_sql(EVENTS_SQL, relations), params).fetchall()
         health = _health(conn, relations, params)
-    return BatchReport(facts, grades, events, health)
+        rules = {}
+        if relation_exists(conn, PROBLEM_CODES_VIEW):
+            rules = {
+                row["problem_code"]: row["rule_summary"]
+                for row in conn.execute(_sql(RULES_SQL, relations))
+            }
+    return BatchReport(facts, grades, events, health, rules)
 
 
 def _sql(text: str, relations: dict[str, sql.Identifier]) -> sql.Composed:
@@ -245,7 +270,8 @@ def render_text(report: dict[str, Any]) -> str:
         f" (expected essay count {report['expected_essay_count']}):"
         f" {e['students']} students; {e['anchors_by_flag']} anchors by is_anchor column,"
         f" {e['anchors_by_metadata']} by metadata, {e['anchor_flag_mismatches']} mismatched"
-        + (f", {e['invalid_anchor_metadata']} unreadable" if e["invalid_anchor_metadata"] else ""),
+        + (f", {e['invalid_anchor_metadata']} unreadable" if e["invalid_anchor_metadata"] else "")
+        + f"; {e['registered_anchors']} anchors registered for the assignment",
         f"  grade projections  {pr['count']}"
         + (f" ({', '.join(f'{g}: {n}' for g, n in pr['by_grade'].items())})" if pr["count"] else "")
         + (f"; {pr['on_anchors']} on anchors" if pr["on_anchors"] else "")
@@ -271,6 +297,7 @@ def render_text(report: dict[str, Any]) -> str:
         f"  completed_at       {t['completed_at'] or 'NULL'}",
         f"  last_activity_at   {t['last_activity_at']}",
     ]
+    lines += render_diagnosis(report["diagnosis"])
     # The service's text (ids, course code, topics) shown escaped: it is not ours.
     return "\n".join(escape(line) for line in lines)
 

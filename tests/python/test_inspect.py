@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import _create, _drop
+from markdown_support import heading_anchors
 
 from cj_health.build import BUILD_ARGS
 from cj_health.cli import main
@@ -16,12 +17,15 @@ from cj_health.dbt_runner import run_dbt
 from cj_health.eng5.replay import replay_batch20
 from cj_health.eng5.runner import execute_batch
 from cj_health.inspect import load_report
+from cj_health.paths import project_dir
 from cj_health.schema import init_schema
+
+PROJECT = project_dir()
 
 REPORT_KEYS = {
     "cj_batch_id", "bos_batch_id", "assignment_id", "course_code", "grade_scale",
     "expected_essay_count", "upload_status", "cj_state", "comparisons", "pairs", "essays",
-    "projections", "events", "health", "timestamps",
+    "projections", "events", "health", "timestamps", "reliability", "diagnosis",
 }
 # inspect --json field -> the cj_batch_health column it must equal.
 AGREES_WITH_VIEW = {
@@ -205,3 +209,39 @@ def test_inspect_agrees_with_the_health_view_on_the_incident(built) -> None:
     database, healthy, incident = built
     assert disagreements(database, incident) == []
     assert disagreements(database, healthy) == []
+
+
+def test_the_incident_is_diagnosed_with_its_cause_and_runbook_sections(
+    built, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Batch 20: the lost anchor flags are the main cause, STUCK_FINALIZATION follows from
+    them; each code has its rule from cj_problem_codes, the facts it is about and a runbook
+    section that exists."""
+    database, healthy, incident = built
+    report = load_report(database, incident).as_dict()
+    diagnosis = report["diagnosis"]
+    assert diagnosis["main_cause"] == "ANCHOR_FLAG_MISMATCH"
+    assert "STUCK_FINALIZATION" in diagnosis["explains"]
+    findings = {finding["code"]: finding for finding in diagnosis["findings"]}
+    assert list(findings) == report["health"]["issues"]
+    with connect(database) as conn:
+        rules = dict(conn.execute(
+            f'select problem_code, rule_summary from "{monitoring_schema()}".cj_problem_codes'
+        ).fetchall())  # fmt: skip
+    assert all(finding["rule"] == rules[code] for code, finding in findings.items())
+    assert findings["ANCHOR_FLAG_MISMATCH"]["evidence"] == (
+        "15 essays disagree: 0 anchors by the is_anchor column, 15 by processing_metadata")
+    assert findings["STUCK_FINALIZATION"]["runbook"] == "docs/runbook.md#stuck_finalization"
+    runbook = (PROJECT / "docs" / "runbook.md").read_text()
+    assert {f["runbook"].split("#")[1] for f in findings.values()} <= heading_anchors(runbook)
+
+    assert main(["inspect", str(incident)]) == 0
+    text = capsys.readouterr().out
+    assert "main cause: ANCHOR_FLAG_MISMATCH (explains STUCK_FINALIZATION" in text
+    assert "registered for the assignment" in text
+    assert "runbook: docs/runbook.md#anchor_flag_mismatch" in text
+    # The healthy batch has no codes, or only LOW_RELIABILITY (6 students), its own cause.
+    calm = load_report(database, healthy).as_dict()
+    issues = calm["health"]["issues"]
+    assert calm["diagnosis"]["note" if not issues else "main_cause"] == (
+        issues[0] if issues else "no problem codes")
