@@ -6,7 +6,12 @@ import argparse
 import shlex
 
 from cj_health import embedded
-from cj_health.db import configured_database, dbt_env, ensure_database_exists
+from cj_health.db import (
+    LIBPQ_ENVIRONMENT,
+    configured_database,
+    dbt_env,
+    ensure_database_exists,
+)
 from cj_health.errors import CjHealthError
 from cj_health.schema import init_schema
 from cj_health.target import resolve_target, verify
@@ -43,8 +48,12 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+PINNED_PG_VARIABLES = ("HOST", "PORT", "USER", "DATABASE")
+
+
 def env_exports() -> list[str]:
-    """Shell lines exporting the dbt profile's variables, for the verified database. The
+    """Shell lines exporting the dbt profile's variables and libpq's PG* variables for the
+    verified database, and unsetting libpq's other connection variables. The
     password is never printed: when the URL holds one, export CJ_PGPASSWORD yourself or use
     ~/.pgpass. Starts no server: with the embedded one stopped, it says so (exit 2)."""
     database = configured_database()
@@ -54,8 +63,14 @@ def env_exports() -> list[str]:
         ensure_database_exists(database.with_dbname("postgres"), database.dbname)
     values = dbt_env(verify(database).database)
     has_password = bool(values.pop("CJ_PGPASSWORD"))
+    # psql and every other libpq client reach the same database: the PG* variables name it,
+    # and those of libpq's connection variables the target did not pin are unset (a
+    # leftover PGSERVICE or PGHOSTADDR would otherwise win over PGHOST).
+    values.update({f"PG{key}": values[f"CJ_PG{key}"] for key in PINNED_PG_VARIABLES})
+    stale = sorted((set(LIBPQ_ENVIRONMENT.values()) | {"PGSERVICEFILE"}) - set(values))
     lines = [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
     lines.append(f"export DBT_PROFILES_DIR={shlex.quote(str(_profiles_dir()))}")
+    lines.append(f"unset {' '.join(stale)}")
     if has_password:
         lines.append("# the password is not printed: export CJ_PGPASSWORD or use ~/.pgpass")
     return lines

@@ -320,6 +320,30 @@ def test_pgport_and_pghost_reach_dbt_gx_and_db_env_as_libpq_used_them(
         ).fetchone()[0]
 
 
+def test_eval_of_db_env_sends_psql_to_the_target(cj_env, tmp_path, monkeypatch):
+    """`eval "$(cj-health db env)"` sets libpq's PG* variables to the pinned target and unsets
+    the others, so a psql that follows reaches the same database, not the one a leftover
+    PGPORT, PGSERVICE or PGHOSTADDR names."""
+    host, port, user = _server_of(cj_env)
+    monkeypatch.setenv("CJ_DATABASE_URL", conninfo.make_conninfo(
+        host=host, port=port, user=user, dbname=cj_env.dbname))  # fmt: skip
+    shell = (
+        f'eval "$({sys.executable} -m cj_health.cli db env)" && '
+        "psql -X -A -t -c \"select current_setting('port') || '/' || current_database()\""
+    )
+    # A service that names another database: the URL's own parameters win over it for
+    # cj-health, but for a bare psql it would win over PGDATABASE unless db env unsets it.
+    services = tmp_path / "pg_service.conf"
+    services.write_text(f"[elsewhere]\nhost={host}\nport={port}\ndbname=postgres\n")
+    environment = {**os.environ, "PGHOST": "/nonexistent", "PGPORT": "1", "PGUSER": "nobody",
+                   "PGDATABASE": "postgres", "PGSERVICEFILE": str(services),
+                   "PGSERVICE": "elsewhere"}  # fmt: skip
+    done = subprocess.run(["bash", "-c", shell], env=environment, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{_server_port(cj_env)}/{cj_env.dbname}"
+
+
 def cj_db_from_env() -> Database:
     return Database(os.environ["CJ_DATABASE_URL"])
 
