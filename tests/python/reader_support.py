@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 from conftest import cloned_database
 from psycopg import conninfo, sql
 
@@ -69,6 +70,12 @@ def monitored_database(
     dropped afterwards (for module-scoped fixtures: the ENG5 runs and dbt take a while)."""
     with cloned_database(admin, template) as database:
         yield build_monitored_database(database, out_dir)
+
+
+def grafana_connect(login: Database) -> psycopg.Connection:
+    """A connection as Grafana's datasource opens one: the URL alone, so the search_path is
+    the login's role setting (cj_health.db.connect would set the source schema instead)."""
+    return psycopg.connect(login.url, connect_timeout=10, application_name="grafana-test")
 
 
 @contextmanager
