@@ -65,6 +65,9 @@ MONITORING_VIEWS = ("cj_batch_health", "cj_batch_alerts", "cj_batch_health_refre
 # The monitoring's own tables over time, which the history, incident and run panels read.
 MONITORING_TABLES = ("cj_health_history", "cj_batch_incidents", "cj_monitoring_runs")
 MAIN_DASHBOARD_UID = "cj-batch-health"
+# Where the docs are published: one placeholder in the dashboards and the rules, which the
+# runbook's install step replaces.
+RUNBOOK_BASE_PLACEHOLDER = "https://cj-batch-health.example"
 DETAIL_DASHBOARD_UID = "cj-batch-detail"
 RULE_ISSUES = {
     "cj-stuck-finalization": {"STUCK_FINALIZATION"},
@@ -460,10 +463,12 @@ def test_every_rule_explains_itself_and_links_an_existing_runbook_heading():
         elif rule["uid"] != STALE_RULE:
             assert "{{ $labels.cj_batch_id }}" in annotations["description"], rule["uid"]
         url, _, anchor = annotations["runbook_url"].partition("#")
-        # The base is set once, in Grafana's environment; provisioning expands `${VAR}` in
-        # annotations.
-        assert url == "${CJ_RUNBOOK_BASE_URL}/docs/runbook.md", rule["uid"]
+        # Provisioning expands no environment variable in annotations: the base is the
+        # placeholder host the install step replaces, the same as the dashboards'.
+        assert url == f"{RUNBOOK_BASE_PLACEHOLDER}/docs/runbook.md", rule["uid"]
         assert anchor in anchors, f"{rule['uid']}: no heading #{anchor} in docs/runbook.md"
+        for value in annotations.values():
+            assert not re.search(r"\$\{?[A-Z]", value), f"{rule['uid']}: {value}"
 
 
 @pytest.mark.unit
@@ -471,15 +476,15 @@ def test_the_dashboards_link_the_same_runbook_as_the_rules():
     """Dashboard files get no environment expansion: the links use the hidden constant
     runbook_base_url, a placeholder host the runbook's install step replaces, on the same
     path as the rules' links."""
-    rule_paths = {
-        rule["annotations"]["runbook_url"].partition("#")[0].removeprefix("${CJ_RUNBOOK_BASE_URL}")
-        for rule in _rules()
-    }
-    assert rule_paths == {"/docs/runbook.md"}
+    rule_paths = {rule["annotations"]["runbook_url"].partition("#")[0] for rule in _rules()}
+    assert rule_paths == {f"{RUNBOOK_BASE_PLACEHOLDER}/docs/runbook.md"}
+    install = _runbook_sections(_runbook())["install-the-grafana-files"]
+    assert f"s#{RUNBOOK_BASE_PLACEHOLDER}#" in install
+    assert "grafana/dashboards/*.json grafana/provisioning/alerting/cj_health_rules.yaml" in install
     for uid, board in _dashboards().items():
         base = _variable(board, "runbook_base_url")
         assert base["type"] == "constant" and base["hide"] == 2, uid
-        assert base["query"].startswith("https://") and not base["query"].endswith("/"), uid
+        assert base["query"] == RUNBOOK_BASE_PLACEHOLDER, uid
         [link] = [link for link in board["links"] if link["type"] == "link"]
         assert link["url"] == "${runbook_base_url}/docs/runbook.md", uid
 
