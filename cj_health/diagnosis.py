@@ -16,7 +16,6 @@ treated.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -73,14 +72,9 @@ def runbook_sections(text: str) -> dict[str, str]:
 
 
 def load_runbook_sections() -> dict[str, str]:
-    """The runbook's sections per code; under CJ_RUNBOOK_BASE_URL (where the Grafana files
-    link to the runbook) when that is set, else as paths in the project."""
+    """The runbook's sections per code, as paths in the project."""
     path = project_dir() / RUNBOOK
-    if not path.is_file():
-        return {}
-    sections = runbook_sections(path.read_text(encoding="utf-8"))
-    base = os.environ.get("CJ_RUNBOOK_BASE_URL", "").strip().rstrip("/")
-    return {code: f"{base}/{link}" if base else link for code, link in sections.items()}
+    return runbook_sections(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def diagnose(

@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 
 from cj_health.batch_facts import FACTS_VIEW, FactsUpdate
-from cj_health.db import DEFAULT_MONITORING_SCHEMA, Database, connect, monitoring_schema
+from cj_health.db import Database, connect, monitoring_schema
 from cj_health.db import source_schema as source_schema_name
 from cj_health.errors import CjHealthError
 from cj_health.monitoring_tables import HEALTH_VIEW
@@ -366,10 +366,6 @@ def stuck_alert_query() -> tuple[str, str]:
     text = grafana_sql.expand_macros(
         matching[0].raw_sql, time_from=now - timedelta(minutes=10), time_to=now
     )
-    schema = monitoring_schema()
-    if schema != DEFAULT_MONITORING_SCHEMA:  # the rule file names the default schema
-        quoted = sql.Identifier(schema).as_string(None)
-        text = text.replace(f"{DEFAULT_MONITORING_SCHEMA}.", f"{quoted}.")
     return matching[0].source, text
 
 
@@ -382,9 +378,14 @@ def analyze_health_view(database: Database) -> None:
 
 def alert_query_latencies(database: Database, query: str, runs: int) -> Latencies:
     """Run the alert query `runs` times on one connection (after 5 warm-up runs), unprepared
-    as Grafana sends it, so each run is planned too."""
+    as Grafana sends it, so each run is planned too. The rule's SQL names no schema: the
+    connection's search_path is the monitoring schema, as the role setting of Grafana's login
+    makes it."""
+    from cj_health.bench import grafana_sql
+
     with connect(database, autocommit=True) as conn:
         conn.prepare_threshold = None
+        conn.execute(grafana_sql.search_path_statement(monitoring_schema()))
         for _ in range(5):
             conn.execute(query).fetchall()
         seconds = []

@@ -13,11 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 from conftest import cloned_database
 from psycopg import conninfo, sql
 
 from cj_health.build import BUILD_ARGS
-from cj_health.db import Database, connect
+from cj_health.db import Database, connect, monitoring_schema
 from cj_health.dbt_runner import run_dbt
 from cj_health.eng5.replay import replay_incident
 from cj_health.eng5.runner import execute_batch
@@ -71,15 +72,31 @@ def monitored_database(
         yield build_monitored_database(database, out_dir)
 
 
+def grafana_connect(login: Database) -> psycopg.Connection:
+    """A connection as Grafana's datasource opens one: the URL alone, so the search_path is
+    the login's role setting (cj_health.db.connect would set the source schema instead)."""
+    return psycopg.connect(login.url, connect_timeout=10, application_name="grafana-test")
+
+
 @contextmanager
-def reader_login(database: Database) -> Iterator[Database]:
+def reader_login(database: Database, schema: str | None = None) -> Iterator[Database]:
     """A new LOGIN role granted cj_health_reader, as a Database to connect to; dropped after.
-    Both test servers trust local connections, so the login needs no password."""
+    Like Grafana's login (docs/runbook.md, "Grant Grafana its reader") its search_path in this
+    database is the monitoring schema (`schema`, default CJ_MONITORING_SCHEMA), which the
+    Grafana SQL does not name. Both test servers trust local connections, so the login needs
+    no password."""
     name = f"cjt_reader_{uuid.uuid4().hex[:10]}"
     with connect(database, autocommit=True) as conn:
         conn.execute(sql.SQL("create role {} login").format(sql.Identifier(name)))
         conn.execute(
             sql.SQL("grant {} to {}").format(sql.Identifier(READER_ROLE), sql.Identifier(name))
+        )
+        conn.execute(
+            sql.SQL("alter role {} in database {} set search_path = {}").format(
+                sql.Identifier(name),
+                sql.Identifier(conn.info.dbname),
+                sql.Identifier(schema or monitoring_schema()),
+            )
         )
     params = conninfo.conninfo_to_dict(database.url)
     params.pop("password", None)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from markdown_support import heading_anchors
 
-from cj_health.diagnosis import diagnose, evidence, load_runbook_sections, render, runbook_sections
+from cj_health.diagnosis import diagnose, evidence, render, runbook_sections
 from cj_health.paths import project_dir
 
 pytestmark = pytest.mark.unit
@@ -45,12 +45,6 @@ def test_every_problem_code_has_a_runbook_section_that_exists() -> None:
     assert set(problem_codes()) <= set(sections)
     anchors = heading_anchors(runbook)
     assert {link.partition("#")[2] for link in sections.values()} <= anchors
-
-
-def test_the_runbook_base_url_prefixes_the_sections(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CJ_RUNBOOK_BASE_URL", "https://docs.example/cj/")
-    assert load_runbook_sections()["STUCK_FINALIZATION"] == (
-        "https://docs.example/cj/docs/runbook.md#stuck_finalization")
 
 
 def test_lost_anchor_flags_are_the_main_cause_of_a_stuck_finalization() -> None:

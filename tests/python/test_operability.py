@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from conftest import eng5_template
 from psycopg import sql
-from reader_support import reader_login
+from reader_support import grafana_connect, reader_login
 
 from cj_health import cli
 from cj_health.bench import grafana_sql
@@ -51,7 +51,7 @@ def _rule_rows(reader: Database, uid: str) -> dict[str, float]:
     rule = next(r for group in rules["groups"] for r in group["rules"] if r["uid"] == uid)
     [query] = grafana_sql.rule_queries({"groups": [{"rules": [rule]}]})
     now = datetime.now(UTC)
-    with connect(reader) as conn:
+    with grafana_connect(reader) as conn:
         rows = conn.execute(
             expand_macros(query.raw_sql, time_from=now - timedelta(hours=1), time_to=now)
         ).fetchall()
