@@ -44,7 +44,6 @@ from cj_health.history import record_refresh
 from cj_health.monitoring_tables import HEALTH_VIEW, REFRESH_VIEW
 from cj_health.settings import refresh_settings
 
-AUDIT_SCHEMA_SUFFIX = "_dbt_test__audit"
 BUILD_ARGS = ["build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
 
 
