@@ -6,7 +6,7 @@ PG15_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export GX_ANALYTICS_ENABLED := false
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: install demo test lint gx test-embedded test-pg15 clean
+.PHONY: install demo test lint gx test-unit test-embedded test-pg15 clean
 
 install: $(VENV)/.installed
 
@@ -33,16 +33,20 @@ lint: install
 	exports="$$(env -u CJ_DATABASE_URL $(BIN)/cj-health db env)" && eval "$$exports" && \
 	  $(BIN)/sqlfluff lint models macros tests/dbt
 
-# The whole suite, once against the embedded server and once against PostgreSQL 15, side by
-# side (one core each); each run's output is printed whole when it ends.
-test: lint
+# The whole suite: first the database-free unit tests (seconds; a unit test that opens a
+# connection fails), then the rest once against the embedded server and once against
+# PostgreSQL 15, side by side (one core each); each run's output is printed whole when it ends.
+test: lint test-unit
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-embedded test-pg15
 
+test-unit: install
+	env -u CJ_TEST_ADMIN_URL -u CJ_DATABASE_URL $(BIN)/pytest -m unit
+
 test-embedded: install
-	env -u CJ_TEST_ADMIN_URL -u CJ_DATABASE_URL $(BIN)/pytest
+	env -u CJ_TEST_ADMIN_URL -u CJ_DATABASE_URL $(BIN)/pytest -m "not unit"
 
 test-pg15: install
-	env -u CJ_DATABASE_URL CJ_TEST_ADMIN_URL=$(PG15_URL) $(BIN)/pytest
+	env -u CJ_DATABASE_URL CJ_TEST_ADMIN_URL=$(PG15_URL) $(BIN)/pytest -m "not unit"
 
 clean:
 	-$(BIN)/cj-health db stop
