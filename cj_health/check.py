@@ -1,7 +1,7 @@
 """`cj-health check`: the Great Expectations checkpoint as a scheduled data check.
 
 `run_check(database)` reads the checked-in GX context in great_expectations/ (generated from
-the rules dbt compiles by `make gx`, cj_health.gx.context) and writes only under
+the rules dbt compiles by `make gx`, cj_health.gx.generate) and writes only under
 great_expectations/uncommitted/ (Data Docs, validation results; an installed copy of the tool
 runs a working copy of the context in its state folder, cj_health.gx.context.runtime_root):
 1. makes sure the monitoring relations exist (else: "run `cj-health build` first", exit 2);

@@ -56,7 +56,7 @@ class CheckpointOutcome:
     data_docs_index: Path
 
 
-def _quiet_gx() -> None:
+def quiet_gx() -> None:
     os.environ["GX_ANALYTICS_ENABLED"] = "false"
     for name in ("great_expectations", "sqlalchemy", "tqdm"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -64,7 +64,7 @@ def _quiet_gx() -> None:
     warnings.filterwarnings("ignore", module="pydantic")
 
 
-def _redact(message: str, database: Database, *, first_line_only: bool = True) -> str:
+def redact(message: str, database: Database, *, first_line_only: bool = True) -> str:
     """One line of `message`, without the database password or any URL's password."""
     if first_line_only:
         line = (message.strip().splitlines() or ["unknown error"])[0]
@@ -99,7 +99,7 @@ def require_relations(database: Database, assets: list[str]) -> None:
 
 def run_checkpoint(database: Database, root: Path) -> CheckpointOutcome:
     """Run the `cj_health` checkpoint of the context in `root` (updates its Data Docs)."""
-    _quiet_gx()
+    quiet_gx()
     os.environ[CONNECTION_VARIABLE] = sqlalchemy_url(database)
     swallowed = io.StringIO()
     try:
@@ -113,7 +113,7 @@ def run_checkpoint(database: Database, root: Path) -> CheckpointOutcome:
         _raise_if_denied(str(exc), database)
         raise CjHealthError(
             f"the GX checkpoint could not run: {type(exc).__name__}: "
-            f"{_redact(str(exc), database, first_line_only=False)}"
+            f"{redact(str(exc), database, first_line_only=False)}"
         ) from None
     finally:
         os.environ.pop(CONNECTION_VARIABLE, None)
@@ -127,7 +127,7 @@ def run_checkpoint(database: Database, root: Path) -> CheckpointOutcome:
                 rules.append(_rule_result(outcome, suite))
             else:
                 rule = (outcome.expectation_config.meta or {}).get("rule")
-                cause = _cause(_redact(failure, database))
+                cause = _cause(redact(failure, database))
                 broken.append(f"rule {rule or outcome.expectation_config.type} "
                               f"(suite {suite}): {cause}")
     if broken:
