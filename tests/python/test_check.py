@@ -131,6 +131,7 @@ def test_every_invariant_is_one_gx_expectation_running_the_dbt_tests_own_sql(
         ), f"GX and dbt run different SQL for {node['name']}"
 
 
+@pytest.mark.unit
 def test_every_expectation_has_a_description_in_plain_words() -> None:
     for rule, expectation in suite_expectations().items():
         description = expectation.get("description") or ""
@@ -138,6 +139,7 @@ def test_every_expectation_has_a_description_in_plain_words() -> None:
         assert "select" not in description.lower(), f"{rule}: describe the rule, not its SQL"
 
 
+@pytest.mark.unit
 def test_the_health_views_column_tests_are_expectations_too() -> None:
     expectations = suite_expectations()
     for rule in (
@@ -160,6 +162,7 @@ def test_the_health_views_column_tests_are_expectations_too() -> None:
         assert f"'{code}'" in codes["unexpected_rows_query"]
 
 
+@pytest.mark.unit
 def test_checked_in_files_hold_no_connection_string_and_nothing_uncommitted() -> None:
     config = (ROOT / "great_expectations.yml").read_text()
     assert "connection_string: ${" + CONNECTION_VARIABLE + "}" in config
@@ -172,6 +175,7 @@ def test_checked_in_files_hold_no_connection_string_and_nothing_uncommitted() ->
     assert (ROOT / ".gitignore").read_text().strip() == "uncommitted/"
 
 
+@pytest.mark.unit
 def test_the_sqlalchemy_url_names_its_driver_and_the_search_path() -> None:
     socket = Database("user=cj dbname=cj_dev host=/tmp/sock port=5433")
     url = sqlalchemy_url(socket)
@@ -274,6 +278,7 @@ def test_build_and_check_leave_the_working_tree_as_it_was(
     assert git_status() == before, "build or check changed files that git tracks"
 
 
+@pytest.mark.unit
 def test_the_table_lists_rule_status_and_failing_batches() -> None:
     report = CheckReport(
         success=False,
