@@ -1,8 +1,10 @@
 """Run the GX checkpoint against a database and summarise each rule's result.
 
-GX is imported here only (slow to import; the CLI must not load it at start). Its progress
-bars and log chatter are silenced, and anything it prints is swallowed: the caller prints
-the summary. Expected failures become one-line CjHealthErrors (exit 2) that name what is
+GX is imported only when a check runs (slow to import; the CLI must not load it at start).
+The checkpoint's validation definitions run one at a time, so that the caller can report
+each suite as it ends, then the checkpoint's Data Docs site is updated for their results.
+GX's progress bars and log chatter are silenced, and anything it prints is swallowed: the
+caller prints the summary. Expected failures become one-line CjHealthErrors (exit 2) that name what is
 missing; a password never reaches a message.
 """
 
@@ -117,6 +119,8 @@ def run_checkpoint(
             context = gx.get_context(mode="file", context_root_dir=str(root))
             checkpoint = context.checkpoints.get(gx_context.CHECKPOINT)
             run_id = RunIdentifier(run_time=datetime.datetime.now(datetime.UTC))
+        if not checkpoint.validation_definitions:
+            raise CjHealthError(f"the GX checkpoint {gx_context.CHECKPOINT} validates nothing")
         for definition in checkpoint.validation_definitions:
             with _swallowed():
                 validation = definition.run(
@@ -129,6 +133,8 @@ def run_checkpoint(
                 progress(_suite_line(validation))
         with _swallowed():
             _update_data_docs(context, validations, run_id)
+    except CjHealthError:
+        raise
     except Exception as exc:  # GX wraps every failure in its own types: report one line
         _raise_if_denied(str(exc), database)
         raise CjHealthError(
@@ -168,7 +174,7 @@ def _swallowed() -> Iterator[None]:
 
 
 def _suite_line(validation: Any) -> str:
-    """One line per validated suite: its name, how many of its rules hold, and its time."""
+    """One line per validated suite: its name, how many of its rules hold, its verdict."""
     statistics = validation.statistics or {}
     total = int(statistics.get("evaluated_expectations") or len(validation.results))
     held = int(statistics.get("successful_expectations") or 0)
