@@ -4,8 +4,8 @@ GX is imported only when a check runs (slow to import; the CLI must not load it 
 The checkpoint's validation definitions run one at a time, so that the caller can report
 each suite as it ends, then the checkpoint's Data Docs site is updated for their results.
 GX's progress bars and log chatter are silenced, and anything it prints is swallowed: the
-caller prints the summary. Expected failures become one-line CjHealthErrors (exit 2) that name what is
-missing; a password never reaches a message.
+caller prints the summary. Expected failures become one-line CjHealthErrors (exit 2) that
+name what is missing; a password never reaches a message.
 """
 
 from __future__ import annotations
