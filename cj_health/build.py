@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +45,6 @@ from cj_health.history import record_refresh
 from cj_health.monitoring_tables import HEALTH_VIEW, REFRESH_VIEW
 from cj_health.settings import refresh_settings
 
-AUDIT_SCHEMA_SUFFIX = "_dbt_test__audit"
 BUILD_ARGS = ["build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
 
 
@@ -172,20 +172,30 @@ class RefreshResult:
 
 
 def build(
-    database: Database, *, dbt_vars: dict[str, object] | None = None, echo: bool = False
+    database: Database,
+    *,
+    dbt_vars: dict[str, object] | None = None,
+    echo: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> BuildResult:
-    """Bring every model up to date, then run every test; see the module docstring."""
+    """Bring every model up to date, then run every test; see the module docstring. With
+    `echo`, dbt's own log is shown and its target folder (the compiled SQL it names) is kept
+    (cj_health.dbt_runner.kept_work_dir); `progress` gets one line per finished node."""
     _check_reachable(database)
     # A target path of our own: run_results.json and the partial-parse state are never shared
     # with another dbt run in the same project directory.
-    with dbt_work_dir() as target:
+    with dbt_work_dir(keep=echo) as target:
         paths = ["--target-path", target, "--log-path", target]
-        run = run_dbt(database, [*BUILD_ARGS, *paths], dbt_vars=dbt_vars, echo=echo)
+        run = run_dbt(
+            database, [*BUILD_ARGS, *paths], dbt_vars=dbt_vars, echo=echo, progress=progress
+        )
         result = BuildResult(run=run, test=None, models=_node_results(target, "run"))
         if not result.models_ok:
             return result
         record_refresh(database)  # dbt refreshed cj_batch_health: history and incidents
-        result.test = run_dbt(database, ["test", *paths], dbt_vars=dbt_vars, echo=echo)
+        result.test = run_dbt(
+            database, ["test", *paths], dbt_vars=dbt_vars, echo=echo, progress=progress
+        )
         result.tests = _node_results(target, "test")
     return result
 

@@ -1,13 +1,14 @@
 """`cj-health check`: the Great Expectations checkpoint as a scheduled data check.
 
 `run_check(database)` reads the checked-in GX context in great_expectations/ (generated from
-the rules dbt compiles by `make gx`, cj_health.gx.context) and writes only under
+the rules dbt compiles by `make gx`, cj_health.gx.generate) and writes only under
 great_expectations/uncommitted/ (Data Docs, validation results; an installed copy of the tool
 runs a working copy of the context in its state folder, cj_health.gx.context.runtime_root):
 1. makes sure the monitoring relations exist (else: "run `cj-health build` first", exit 2);
 2. refreshes `cj_batch_health` (REFRESH MATERIALIZED VIEW CONCURRENTLY: readers are never
    blocked) so the view's rules judge the data as it is now (`refresh=False` skips this);
-3. runs the checkpoint `cj_health`, which validates every suite and updates the Data Docs;
+3. runs the checkpoint `cj_health`: validates every suite (one progress line each) and
+   updates the Data Docs;
 4. returns a CheckReport: each rule's status and failing batches, and the Data Docs path.
 
 Exit codes: 0 when every rule holds, 1 when any fails, 2 (CjHealthError) when the check
@@ -18,6 +19,7 @@ relation or column.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,13 +84,15 @@ def run_check(
     *,
     refresh: bool = True,
     context_root: Path | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> CheckReport:
-    """Run the data checks (see the module docstring)."""
+    """Run the data checks (see the module docstring); `progress` gets one line per GX
+    suite as it is validated."""
     root = context_root or gx_context.runtime_root()
     require_relations(database, gx_context.asset_tables(root))
     if refresh:
         from cj_health.build import refresh as refresh_health_view
 
         refresh_health_view(database)
-    outcome = run_checkpoint(database, root)
+    outcome = run_checkpoint(database, root, progress=progress)
     return CheckReport(outcome.success, outcome.rules, outcome.data_docs_index)

@@ -15,7 +15,6 @@ RUNS_TABLE = "cj_monitoring_runs"
 MONITORING_TABLES = (HISTORY_TABLE, INCIDENTS_TABLE, RUNS_TABLE)
 ACKNOWLEDGEMENTS_TABLE = "cj_batch_acknowledgements"
 HEALTH_VIEW = "cj_batch_health"
-ALERTS_VIEW = "cj_batch_alerts"
 # One row: when cj_batch_health was last refreshed (kept once, not on every health row).
 REFRESH_VIEW = "cj_batch_health_refresh"
 PROBLEM_CODES_VIEW = "cj_problem_codes"

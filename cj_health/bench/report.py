@@ -94,13 +94,6 @@ def evaluate_targets(batches: int, values: dict[str, float]) -> list[dict[str, A
     return rows
 
 
-def refresh_growth(small: dict[str, Any], large: dict[str, Any]) -> float:
-    """How much the refresh time per batch grew from the smaller report to the larger one."""
-    return (
-        large["figures"]["refresh"]["per_batch_us"] / small["figures"]["refresh"]["per_batch_us"]
-    )
-
-
 def write_json(report: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -18,7 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "a unit test failed.",
     )
     build.add_argument(
-        "--verbose", action="store_true", help="show dbt's own output as it runs"
+        "--verbose",
+        action="store_true",
+        help="show dbt's own output as it runs (instead of one line per node), and keep its "
+        "target folder, with the compiled SQL it names, until the next run",
     )
     build.set_defaults(handler=cmd_build)
     refresh = subparsers.add_parser(
@@ -42,7 +45,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     database = resolve_target().database
     print(f"cj-health build: {database.display}", flush=True)
     with recorded_run(database, "build") as run:
-        result = build(database, echo=args.verbose)
+        result = build(database, echo=args.verbose, progress=None if args.verbose else _progress)
         denied = result.privilege_error(database.params.get("user"), database.display)
         if denied:  # one line, exit 2, like every command missing a privilege
             raise CjHealthError(denied)
@@ -60,9 +63,22 @@ def cmd_build(args: argparse.Namespace) -> int:
         accepted = accepted_line(accepted_batches(database))
         if accepted:
             print(accepted)
-    if result.exit_code == 2 and not args.verbose:
+    if args.verbose:
+        from cj_health.dbt_runner import kept_work_dir
+
+        print(
+            f"cj-health: dbt's compiled SQL and logs: {kept_work_dir()} (kept until the next "
+            "run)",
+            file=sys.stderr,
+        )
+    elif result.exit_code == 2:
         print("cj-health: dbt reported errors; rerun with --verbose for its log", file=sys.stderr)
     return result.exit_code
+
+
+def _progress(line: str) -> None:
+    """One line per dbt node as it finishes, on stderr (stdout holds the summary)."""
+    print(f"  {line}", file=sys.stderr, flush=True)
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from cj_health.target import resolve_target
 
@@ -40,7 +41,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     database = resolve_target().database
     with recorded_run(database, "check") as run:
-        report = run_check(database, refresh=args.refresh)
+        report = run_check(database, refresh=args.refresh, progress=_progress)
         run.exit_code = report.exit_code
         run.summary = {
             "rules": len(report.rules),
@@ -58,3 +59,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         if line:
             print(line)
     return report.exit_code
+
+
+def _progress(line: str) -> None:
+    """One line per GX suite as it is validated, on stderr (stdout holds the table or the
+    --json summary)."""
+    print(f"  {line}", file=sys.stderr, flush=True)

@@ -24,7 +24,7 @@ import psycopg
 from psycopg.types.json import Json
 
 from cj_health.db import Database, connect
-from cj_health.eng5.faults import FAULTS, break_batch, get_fault
+from cj_health.eng5.faults import break_batch, get_fault
 from cj_health.schema import require_service_schema
 
 DEFAULT_FAULT = "batch20_wedge"
@@ -190,10 +190,6 @@ def replay_batch20(database: Database, *, seed: int = 0) -> ReplayResult:
             )
         conn.commit()
     return ReplayResult(DEFAULT_FAULT, cj_batch_id, bos_batch_id, INCIDENT_CODES)
-
-
-def fault_names() -> list[str]:
-    return list(FAULTS)
 
 
 def _incident_bos_batch_id(conn: psycopg.Connection) -> str:

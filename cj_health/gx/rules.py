@@ -16,9 +16,11 @@ each test node holds its `compiled_code` with every `ref()`, macro and var resol
   rule, and GX lists the failing batches), the project's own generic tests (`in_range`,
   `known_problem_codes`) as their compiled SQL.
 
-Compiled SQL names relations fully qualified ("db"."schema"."model"). The rules name them
-unqualified, so the checked-in suites hold no database or schema name and run on any target:
-GX's connection puts the monitoring schema first on its search_path (cj_health.gx.connection).
+The data tests are compiled with the dbt var `cj_gx_rules` set, under which the project's
+`ref()` (macros/gx/ref.sql) names each relation without database and schema: the checked-in
+suites hold no database or schema name and run on any target, because GX's connection puts
+the monitoring schema first on its search_path (cj_health.gx.connection). A rule's subject,
+its first `ref()`, is the relation GX hands the query as `{batch}`.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ COLUMN_EXPECTATIONS = {
 SUBJECT_SENTINEL = "__cj_health_gx_batch__"
 BATCH_PLACEHOLDER = "{batch}"
 # dbt compiles without a database (`--no-populate-cache`): these connection values are never
-# used, and the relation names they would put in the SQL are removed.
+# used, and under GX_RULES_VAR no relation name carries them.
+GX_RULES_VAR = "cj_gx_rules"
 COMPILE_CONNECTION = "host=localhost port=5432 dbname=cj_rules user=cj_health"
 _PLAIN_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 # SQLAlchemy's text() reads `:name` as a bind parameter (its own pattern); such colons in the
@@ -76,7 +79,7 @@ def compile_manifest(dbt_vars: dict[str, object] | None = None) -> dict[str, Any
                 "compile", "--no-populate-cache", "--select", "resource_type:test",
                 "--target-path", target, "--log-path", target,
             ],
-            dbt_vars=dbt_vars,
+            dbt_vars={**(dbt_vars or {}), GX_RULES_VAR: True},
         )
         if not result.ok:
             lines = [line for line in result.output.splitlines() if "rror" in line]
@@ -88,11 +91,6 @@ def compile_manifest(dbt_vars: dict[str, object] | None = None) -> dict[str, Any
 def rules_from_manifest(manifest: dict[str, Any]) -> list[Rule]:
     """The rules GX checks, in a stable order: the invariants by number, then the column
     rules by relation and name."""
-    models = {
-        node["name"]: node["relation_name"]
-        for node in manifest["nodes"].values()
-        if node["resource_type"] in ("model", "seed") and node.get("relation_name")
-    }
     invariants: list[tuple[int, Rule]] = []
     columns: list[Rule] = []
     for node in manifest["nodes"].values():
@@ -100,9 +98,9 @@ def rules_from_manifest(manifest: dict[str, Any]) -> list[Rule]:
             continue
         if node.get("test_metadata") is None:
             if node["original_file_path"].startswith(INVARIANT_TESTS_DIR):
-                invariants.append(_invariant_rule(node, manifest, models))
+                invariants.append(_invariant_rule(node, manifest))
         elif _is_checked_column_test(node, manifest):
-            columns.append(_column_rule(node, manifest, models))
+            columns.append(_column_rule(node, manifest))
     rules = [rule for _, rule in sorted(invariants, key=lambda item: (item[0], item[1].rule))]
     rules += sorted(columns, key=lambda rule: (rule.asset, rule.rule))
     names = [rule.rule for rule in rules]
@@ -120,9 +118,7 @@ def _is_checked_column_test(node: dict[str, Any], manifest: dict[str, Any]) -> b
     return name == "accepted_values" or attached.get("name") == HEALTH_VIEW
 
 
-def _invariant_rule(
-    node: dict[str, Any], manifest: dict[str, Any], models: dict[str, str]
-) -> tuple[int, Rule]:
+def _invariant_rule(node: dict[str, Any], manifest: dict[str, Any]) -> tuple[int, Rule]:
     macros = [
         manifest["macros"][unique_id]
         for unique_id in node["depends_on"]["macros"]
@@ -144,13 +140,13 @@ def _invariant_rule(
         asset=subject,
         description=_plain(macro.get("description")),
         expectation_type="unexpected_rows_expectation",
-        kwargs={"unexpected_rows_query": _query(node, subject, models)},
+        kwargs={"unexpected_rows_query": _query(node, subject)},
         meta=meta,
     )
     return (number if isinstance(number, int) else 1000), rule
 
 
-def _column_rule(node: dict[str, Any], manifest: dict[str, Any], models: dict[str, str]) -> Rule:
+def _column_rule(node: dict[str, Any], manifest: dict[str, Any]) -> Rule:
     test = node["test_metadata"]["name"]
     arguments = {
         key: value
@@ -171,7 +167,7 @@ def _column_rule(node: dict[str, Any], manifest: dict[str, Any], models: dict[st
         return Rule(rule, model, description, COLUMN_EXPECTATIONS[test], kwargs, meta)
     return Rule(
         rule, model, description, "unexpected_rows_expectation",
-        {"unexpected_rows_query": _query(node, model, models)}, meta,
+        {"unexpected_rows_query": _query(node, model)}, meta,
     )
 
 
@@ -193,21 +189,18 @@ def _column_description(test: str, model: str, column: str, arguments: dict[str,
     return f"dbt test {test} holds for {column} of {model}."
 
 
-def _query(node: dict[str, Any], subject: str, models: dict[str, str]) -> str:
+def _query(node: dict[str, Any], subject: str) -> str:
     """The test's compiled SQL as an unexpected_rows_query on its subject's batch."""
+    if not _PLAIN_NAME.match(subject):
+        raise CjHealthError(f"model name {subject!r} is not a plain lowercase identifier")
     text = node["compiled_code"]
-    text = text.replace(models[subject], SUBJECT_SENTINEL)
-    for name, relation in sorted(models.items(), key=lambda item: -len(item[1])):
-        if not _PLAIN_NAME.match(name):
-            raise CjHealthError(f"model name {name!r} is not a plain lowercase identifier")
-        text = text.replace(relation, name)
-    database = node["database"]
-    if f'"{database}".' in text or SUBJECT_SENTINEL not in text:
+    relation = f'"{subject}"'  # how the project's ref() renders it under GX_RULES_VAR
+    if relation not in text or '"."' in text:
         raise CjHealthError(
             f"{node['original_file_path']}: its compiled SQL reads a relation that is not a "
             f"model of the project, or not its subject {subject}"
         )
-    return _gx_query(_tidy(text), subject)
+    return _gx_query(_tidy(text.replace(relation, SUBJECT_SENTINEL)), subject)
 
 
 def _gx_query(sql_text: str, subject: str) -> str:

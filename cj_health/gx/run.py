@@ -1,19 +1,23 @@
 """Run the GX checkpoint against a database and summarise each rule's result.
 
-GX is imported here only (slow to import; the CLI must not load it at start). Its progress
-bars and log chatter are silenced, and anything it prints is swallowed: the caller prints
-the summary. Expected failures become one-line CjHealthErrors (exit 2) that name what is
-missing; a password never reaches a message.
+GX is imported only when a check runs (slow to import; the CLI must not load it at start).
+The checkpoint's validation definitions run one at a time, so that the caller can report
+each suite as it ends, then the checkpoint's Data Docs site is updated for their results.
+GX's progress bars and log chatter are silenced, and anything it prints is swallowed: the
+caller prints the summary. Expected failures become one-line CjHealthErrors (exit 2) that
+name what is missing; a password never reaches a message.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
 import logging
 import os
 import re
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +60,7 @@ class CheckpointOutcome:
     data_docs_index: Path
 
 
-def _quiet_gx() -> None:
+def quiet_gx() -> None:
     os.environ["GX_ANALYTICS_ENABLED"] = "false"
     for name in ("great_expectations", "sqlalchemy", "tqdm"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -64,7 +68,7 @@ def _quiet_gx() -> None:
     warnings.filterwarnings("ignore", module="pydantic")
 
 
-def _redact(message: str, database: Database, *, first_line_only: bool = True) -> str:
+def redact(message: str, database: Database, *, first_line_only: bool = True) -> str:
     """One line of `message`, without the database password or any URL's password."""
     if first_line_only:
         line = (message.strip().splitlines() or ["unknown error"])[0]
@@ -97,29 +101,51 @@ def require_relations(database: Database, assets: list[str]) -> None:
         )
 
 
-def run_checkpoint(database: Database, root: Path) -> CheckpointOutcome:
-    """Run the `cj_health` checkpoint of the context in `root` (updates its Data Docs)."""
-    _quiet_gx()
+def run_checkpoint(
+    database: Database, root: Path, *, progress: Callable[[str], None] | None = None
+) -> CheckpointOutcome:
+    """Run the `cj_health` checkpoint of the context in `root`: each of its validation
+    definitions, with the checkpoint's result format and one run id (`progress`, if given,
+    gets one line per suite as it ends), then its Data Docs update for these results."""
+    quiet_gx()
     os.environ[CONNECTION_VARIABLE] = sqlalchemy_url(database)
-    swallowed = io.StringIO()
+    validations = []
     try:
-        with contextlib.redirect_stdout(swallowed), contextlib.redirect_stderr(swallowed):
+        with _swallowed():
+            from great_expectations.core.run_identifier import RunIdentifier
+
             import great_expectations as gx
 
             context = gx.get_context(mode="file", context_root_dir=str(root))
             checkpoint = context.checkpoints.get(gx_context.CHECKPOINT)
-            result = checkpoint.run()
+            run_id = RunIdentifier(run_time=datetime.datetime.now(datetime.UTC))
+        if not checkpoint.validation_definitions:
+            raise CjHealthError(f"the GX checkpoint {gx_context.CHECKPOINT} validates nothing")
+        for definition in checkpoint.validation_definitions:
+            with _swallowed():
+                validation = definition.run(
+                    checkpoint_id=checkpoint.id,
+                    result_format=checkpoint.result_format,
+                    run_id=run_id,
+                )
+            validations.append(validation)
+            if progress:
+                progress(_suite_line(validation))
+        with _swallowed():
+            _update_data_docs(context, validations, run_id)
+    except CjHealthError:
+        raise
     except Exception as exc:  # GX wraps every failure in its own types: report one line
         _raise_if_denied(str(exc), database)
         raise CjHealthError(
             f"the GX checkpoint could not run: {type(exc).__name__}: "
-            f"{_redact(str(exc), database, first_line_only=False)}"
+            f"{redact(str(exc), database, first_line_only=False)}"
         ) from None
     finally:
         os.environ.pop(CONNECTION_VARIABLE, None)
     rules: list[RuleResult] = []
     broken: list[str] = []
-    for validation in result.run_results.values():
+    for validation in validations:
         suite = validation.suite_name
         for outcome in validation.results:
             failure = _exception_message(outcome.exception_info)
@@ -127,7 +153,7 @@ def run_checkpoint(database: Database, root: Path) -> CheckpointOutcome:
                 rules.append(_rule_result(outcome, suite))
             else:
                 rule = (outcome.expectation_config.meta or {}).get("rule")
-                cause = _cause(_redact(failure, database))
+                cause = _cause(redact(failure, database))
                 broken.append(f"rule {rule or outcome.expectation_config.type} "
                               f"(suite {suite}): {cause}")
     if broken:
@@ -135,7 +161,49 @@ def run_checkpoint(database: Database, root: Path) -> CheckpointOutcome:
             _raise_if_denied(cause, database)
         raise CjHealthError(f"{len(broken)} rule(s) could not run: " + "; ".join(broken))
     index = root / gx_context.DATA_DOCS_DIR / "index.html"
-    return CheckpointOutcome(bool(result.success), rules, index)
+    success = all(validation.success for validation in validations)
+    return CheckpointOutcome(success, rules, index)
+
+
+@contextlib.contextmanager
+def _swallowed() -> Iterator[None]:
+    """Whatever GX prints while it works goes nowhere: the caller prints the summary."""
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        yield
+
+
+def _suite_line(validation: Any) -> str:
+    """One line per validated suite: its name, how many of its rules hold, its verdict."""
+    statistics = validation.statistics or {}
+    total = int(statistics.get("evaluated_expectations") or len(validation.results))
+    held = int(statistics.get("successful_expectations") or 0)
+    verdict = "ok" if validation.success else "FAIL"
+    return f"{validation.suite_name}: {held} of {total} rules hold ({verdict})"
+
+
+def _update_data_docs(context: Any, validations: list[Any], run_id: Any) -> None:
+    """What the checkpoint's update_data_docs action does: the Data Docs pages of these
+    validation results and their suites, and the site index."""
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    identifiers: list[Any] = []
+    for validation in validations:
+        suite = ExpectationSuiteIdentifier(name=validation.suite_name)
+        identifiers += [
+            ValidationResultIdentifier(
+                expectation_suite_identifier=suite,
+                run_id=run_id,
+                batch_identifier=validation.batch_id,
+            ),
+            suite,
+        ]
+    context.build_data_docs(
+        site_names=[gx_context.DATA_DOCS_SITE], resource_identifiers=identifiers
+    )
 
 
 def _raise_if_denied(message: str, database: Database) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -22,6 +23,22 @@ from cj_health.db import Database, connect
 from cj_health.schema import init_schema
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_open_no_connection(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test marked `unit` is pure logic: opening a database connection fails it (the
+    `make test-unit` layer runs with no server at all)."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a test marked unit opened a database connection")
+
+    monkeypatch.setattr(psycopg, "connect", refuse)
+    monkeypatch.setattr(psycopg.Connection, "connect", classmethod(refuse))
 
 
 def _admin() -> Database:
