@@ -14,7 +14,7 @@ aggregated as (
         bool_or(problem_code is null) as accepts_every_issue,
         coalesce(
             array_agg(distinct problem_code order by problem_code)
-                filter (where problem_code is not null),
+            filter (where problem_code is not null),
             array[]::text[]
         ) as accepted_issues
     from acknowledgements
