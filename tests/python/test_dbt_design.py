@@ -11,13 +11,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import dbt.include.global_project as dbt_global
 import dbt.include.postgres as dbt_postgres
 import pytest
 import yaml
+
+from cj_health.dbt_runner import dbt_executable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,8 +73,9 @@ def test_dbt_knows_its_own_macros() -> None:
 def test_no_builtin_materialization_is_overridden() -> None:
     ours = definitions(ROOT / "macros", MATERIALIZATION)
     assert ours, "the project's materializations were not found"
-    overridden = {name: str(path) for name, path in ours.items()
-                  if name in dbt_materialization_names()}
+    overridden = {
+        name: str(path) for name, path in ours.items() if name in dbt_materialization_names()
+    }
     assert overridden == {}
     assert all(name.startswith("cj_") for name in ours)
 
@@ -89,8 +94,7 @@ def test_every_macro_is_described() -> None:
     ours = set(definitions(ROOT / "macros", MACRO))
     ours |= {f"test_{name}" for name in definitions(ROOT / "macros", TEST)}
     ours |= {
-        f"materialization_{name}_postgres"
-        for name in definitions(ROOT / "macros", MATERIALIZATION)
+        f"materialization_{name}_postgres" for name in definitions(ROOT / "macros", MATERIALIZATION)
     }
     described: set[str] = set()
     for path in (ROOT / "macros").rglob("*.yml"):
@@ -106,3 +110,53 @@ def test_models_and_seeds_have_an_owner() -> None:
     for section in ("models", "seeds"):
         meta = project[section]["cj_batch_health"]["+meta"]
         assert meta["owner"].strip()
+
+
+def plain_dbt_parse(tmp_path: Path, schema: str) -> subprocess.CompletedProcess[str]:
+    """`dbt parse` as an operator runs it by hand, with CJ_MONITORING_SCHEMA set to `schema`
+    (parsing opens no connection: the host is never reached)."""
+    env = {
+        **os.environ,
+        "CJ_PGHOST": "127.0.0.1",
+        "CJ_PGUSER": "nobody",
+        "CJ_PGDATABASE": "nowhere",
+        "CJ_MONITORING_SCHEMA": schema,
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    return subprocess.run(
+        [
+            dbt_executable(),
+            "parse",
+            "--project-dir",
+            str(ROOT),
+            "--profiles-dir",
+            str(ROOT / "profiles"),
+            "--target-path",
+            str(tmp_path),
+            "--log-path",
+            str(tmp_path),
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("schema", ['cj"; drop schema public cascade; --', "CJ_Monitoring"])
+def test_plain_dbt_refuses_a_target_schema_that_is_no_plain_identifier(
+    tmp_path: Path, schema: str
+) -> None:
+    """dbt-postgres puts the schema into string literals from its first query on, before any
+    hook runs: the profile refuses it first, naming the setting."""
+    result = plain_dbt_parse(tmp_path, schema)
+    assert result.returncode != 0
+    assert "CJ_MONITORING_SCHEMA must be a plain lowercase identifier" in (
+        result.stdout + result.stderr
+    )
+
+
+def test_plain_dbt_takes_a_plain_target_schema(tmp_path: Path) -> None:
+    result = plain_dbt_parse(tmp_path, "cj_monitoring_2")
+    assert result.returncode == 0, result.stdout[-2000:]
