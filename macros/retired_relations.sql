@@ -124,15 +124,6 @@ $retired$
 {% endmacro %}
 
 
-{#- dbt-postgres's relation listing runs before any hook and puts the schema in string
-    literals: check it first, then list as dbt-postgres does. -#}
-{% macro postgres__list_relations_without_caching(schema_relation) %}
-    {%- do cj_require_plain_identifier(
-        schema_relation.schema, 'CJ_MONITORING_SCHEMA (the target schema)') -%}
-    {{ return(dbt.postgres__list_relations_without_caching(schema_relation)) }}
-{% endmacro %}
-
-
 {#- on-run-start: both schema settings are plain identifiers. -#}
 {% macro cj_check_schema_settings() %}
     {%- do cj_require_plain_identifier(target.schema, 'CJ_MONITORING_SCHEMA (the target schema)') -%}

@@ -1,8 +1,9 @@
 {#- One row per batch and problem that is alerting now: a problem code of the batch
     (cj_batch_health.issues) of an alerting severity that no active acknowledgement accepts.
-    The acknowledgements are read live, so `cj-health ack` silences at once, and an expired
-    acknowledgement or `cj-health unack` alerts again at once, without waiting for the next
-    refresh. `since` is when the condition began as far as the data tells (macro
+    The acknowledgements are read live (int_batch_acknowledgements_aggregated_to_batches:
+    which codes of each batch they accept), so `cj-health ack` silences at once, and an
+    expired acknowledgement or `cj-health unack` alerts again at once, without waiting for
+    the next refresh. `since` is when the condition began as far as the data tells (macro
     cj_since_expression); `minutes_since_activity` is computed when the view is read.
 
     Each row carries what the alert rules show (bos_batch_id, state, ...), so no rule joins
@@ -24,33 +25,7 @@ refresh as (
 ),
 
 acknowledgements as (
-    select * from {{ ref('stg_cj_monitoring__batch_acknowledgements') }}
-    where is_active
-),
-
-acknowledged_health as (
-    select * from {{ ref('cj_batch_health') }}
-),
-
-{# The issues of each acknowledged batch that an active acknowledgement accepts: driven by
-    the (few) acknowledgements, each finding its batch by the unique index. #}
-accepted_issues as (
-    select
-        acknowledgement.cj_batch_id,
-        batch_issue.issue
-    from acknowledgements as acknowledgement
-    inner join acknowledged_health
-        on acknowledgement.cj_batch_id = acknowledged_health.cj_batch_id
-    cross join lateral unnest(acknowledged_health.issues) as batch_issue (issue)
-    where {{ acknowledgement_accepts('acknowledgement', 'batch_issue.issue') }}
-),
-
-batch_acknowledgements as (
-    select
-        cj_batch_id,
-        array_agg(distinct issue order by issue) as acknowledged_issues
-    from accepted_issues
-    group by cj_batch_id
+    select * from {{ ref('int_batch_acknowledgements_aggregated_to_batches') }}
 ),
 
 batch_issues as (
@@ -64,6 +39,7 @@ batch_issues as (
         health.created_at,
         health.completed_at,
         health.last_activity_at,
+        health.issues,
         problem_codes.problem_code as issue,
         problem_codes.severity,
         problem_codes.severity_rank
@@ -71,37 +47,56 @@ batch_issues as (
     inner join health on health.issues @> array[problem_codes.problem_code]
 ),
 
+{# The issues of the batch its acknowledgements accept, from the row's own `issues`: no
+    second read of the health view. #}
+acknowledged as (
+    select
+        batch_issues.*,
+        coalesce(
+            acknowledgements.accepts_every_issue
+            or batch_issues.issue = any(acknowledgements.accepted_issues),
+            false
+        ) as is_acknowledged,
+        case
+            when acknowledgements.cj_batch_id is null then array[]::text[]
+            else array(
+                select batch_issue.issue
+                from unnest(batch_issues.issues) as batch_issue (issue)
+                where
+                    acknowledgements.accepts_every_issue
+                    or batch_issue.issue = any(acknowledgements.accepted_issues)
+                order by batch_issue.issue
+            )
+        end as acknowledged_issues
+    from batch_issues
+    left join acknowledgements
+        on batch_issues.cj_batch_id = acknowledgements.cj_batch_id
+),
+
 alerts as (
     select
-        batch_issues.cj_batch_id,
-        batch_issues.issue,
-        batch_issues.severity,
-        case batch_issues.issue
+        acknowledged.cj_batch_id,
+        acknowledged.issue,
+        acknowledged.severity,
+        case acknowledged.issue
             {%- for problem in cj_problem_codes() %}
                 when '{{ problem.code }}'
-                    then {{ cj_since_expression(problem.since, 'batch_issues') }}
+                    then {{ cj_since_expression(problem.since, 'acknowledged') }}
             {%- endfor %}
         end as since,
-        coalesce(
-            batch_acknowledgements.acknowledged_issues, array[]::text[]
-        ) as acknowledged_issues,
+        acknowledged.acknowledged_issues,
         refresh.refreshed_at,
-        batch_issues.bos_batch_id::text as bos_batch_id,
-        batch_issues.assignment_id::text as assignment_id,
-        batch_issues.upload_status,
-        batch_issues.cj_state,
-        batch_issues.health_status,
-        batch_issues.last_activity_at,
-        extract(epoch from now() - batch_issues.last_activity_at)::double precision
+        acknowledged.bos_batch_id::text as bos_batch_id,
+        acknowledged.assignment_id::text as assignment_id,
+        acknowledged.upload_status,
+        acknowledged.cj_state,
+        acknowledged.health_status,
+        acknowledged.last_activity_at,
+        extract(epoch from now() - acknowledged.last_activity_at)::double precision
         / 60.0 as minutes_since_activity
-    from batch_issues
+    from acknowledged
     cross join refresh
-    left join batch_acknowledgements
-        on batch_issues.cj_batch_id = batch_acknowledgements.cj_batch_id
-    where
-        not coalesce(
-            batch_issues.issue = any(batch_acknowledgements.acknowledged_issues), false
-        )
+    where not acknowledged.is_acknowledged
 )
 
 select * from alerts

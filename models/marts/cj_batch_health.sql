@@ -1,10 +1,10 @@
 {#- The monitoring view: a materialized copy of int_batch_health with the acknowledgements
     applied (int_batch_health_joined_to_acknowledgements), refreshed concurrently
-    (macros/materializations/materialized_view_refresh.sql; `cj-health refresh`). Its comments
+    (macros/materializations/cj_materialized_view.sql; `cj-health refresh`). Its comments
     come from the post-hook: dbt's persist_docs cannot see a materialized view's columns
     (they are not in information_schema.columns). -#}
 {{ config(
-    materialized='materialized_view',
+    materialized='cj_materialized_view',
     indexes=[
         {'columns': ['cj_batch_id'], 'unique': true},
         {'columns': ['is_alerting', 'cj_batch_id']},

@@ -5,7 +5,7 @@
     REFRESH ... CONCURRENTLY rewrites only the batches whose verdict changed. -#}
 -- depends_on: {{ ref('cj_batch_health') }}
 {{ config(
-    materialized='materialized_view',
+    materialized='cj_materialized_view',
     indexes=[
         {'columns': ['refreshed_at'], 'unique': true},
     ],

@@ -1,14 +1,18 @@
-{#- Tables on PostgreSQL, replaced without ever dropping what readers use.
+{#- The materialization `cj_table`: tables on PostgreSQL, replaced without ever dropping what
+    readers use. It has a name of its own (a model asks for `materialized='cj_table'`) rather
+    than overriding dbt's `table`, so dbt's own materialization stays what it is, and it
+    builds with dbt's own macros (get_create_table_as_sql, create_indexes, apply_grants,
+    persist_docs).
 
     dbt's default table materialization renames the old table to a backup and drops it with
     CASCADE after the commit, which would also drop every view built on it (int_batch_health
     reads int_batch_facts_incremental; cj_batch_health is built on that). Here the new table
     is built beside the old one and, in the model's one transaction, the old one is renamed
     to a retired name and the new one takes its place, as for views
-    (macros/materializations/view.sql). Views built on the old table keep reading it
+    (macros/materializations/cj_view.sql). Views built on the old table keep reading it
     (PostgreSQL binds them by oid) until the run replaces them, which rebinds them by name;
     `cj_drop_retired_relations` (on-run-end) then drops it once nothing depends on it. -#}
-{% materialization table, adapter='postgres' %}
+{% materialization cj_table, adapter='postgres' %}
     {%- set existing_relation = load_cached_relation(this) -%}
     {%- set target_relation = this.incorporate(type='table') -%}
     {%- set intermediate_relation = make_intermediate_relation(target_relation) -%}
