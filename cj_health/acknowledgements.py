@@ -292,12 +292,13 @@ def acknowledge(
     codes = _check_codes(database, list(codes or []))
     if not batch_ids:
         raise CjHealthError("name at least one CJ batch id (or use --before or --list)")
+    _refresh(database)
     with connect(database) as conn:
         _require(conn, database, ACKNOWLEDGEMENTS_TABLE, ACKNOWLEDGEMENTS_MODEL, ISSUES_VIEW)
         expires = resolve_until(conn, until) if until else None
+        # The identity is read in the transaction that writes: each row is bound to the
+        # batch that has the id now.
         identities = _batch_identities(conn, batch_ids)
-    _refresh(database)
-    with connect(database) as conn:
         rows: list[tuple[int, str | None]] = []
         if codes:
             rows = [(batch, code) for batch in batch_ids for code in codes]
@@ -310,9 +311,6 @@ def acknowledge(
                         " name one with --issue"
                     )
                 rows += [(batch, code) for code in current[batch]]
-        # The identity is read again in the transaction that writes: a batch replaced
-        # meanwhile is not acknowledged under its old identity.
-        identities = _batch_identities(conn, batch_ids)
         inserted = _insert(conn, rows, identities, reason, expires, by)
         conn.commit()
     _refresh(database)
