@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -271,7 +271,11 @@ SHOWN_ROWS = 50
 
 
 def _iso(value: object) -> object:
-    return value.isoformat(timespec="seconds") if isinstance(value, datetime) else value
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
 
 
 def incident_line(incident: dict[str, Any]) -> str:
@@ -382,7 +386,7 @@ class HistorySummary:
             lines.append("  none")
         for row in self.days:
             lines.append(
-                f"  {row['day'].isoformat()} {row['problem_code']:<28}"
+                f"  {_iso(row['day'])} {row['problem_code']:<28}"
                 f" {row['peak_batches']:>5} {row['peak_alerting']:>5}"
                 f" {row['incidents_opened']:>5}"
             )
