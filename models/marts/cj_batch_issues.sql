@@ -43,8 +43,8 @@ accepting as (
         on acknowledgement.cj_batch_id = batch_issues.cj_batch_id
     where {{ acknowledgement_accepts('acknowledgement', 'batch_issues.problem_code') }}
     order by
-        batch_issues.cj_batch_id,
-        batch_issues.problem_code,
+        batch_issues.cj_batch_id asc,
+        batch_issues.problem_code asc,
         acknowledgement.acknowledged_at desc,
         acknowledgement.acknowledgement_id desc
 ),
