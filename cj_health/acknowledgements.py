@@ -369,7 +369,6 @@ def unacknowledge(database: Database, cj_batch_id: int, *, code: str | None = No
         _check_codes(database, [code])
     with connect(database) as conn:
         _require(conn, database, ACKNOWLEDGEMENTS_TABLE)
-        _batch_identities(conn, [cj_batch_id])
         statement = sql.SQL("delete from {} where cj_batch_id = %s").format(
             qualified(ACKNOWLEDGEMENTS_TABLE)
         )
@@ -378,6 +377,7 @@ def unacknowledge(database: Database, cj_batch_id: int, *, code: str | None = No
             statement += sql.SQL(" and problem_code = %s")
             params += (code,)
         removed = conn.execute(statement, params).rowcount
+        _batch_identities(conn, [cj_batch_id])  # exit 4 for no such batch; nothing committed
         if removed == 0:
             what = f" of {code}" if code else ""
             raise CjHealthError(f"CJ batch {cj_batch_id} has no acknowledgement{what}")
