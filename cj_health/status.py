@@ -8,6 +8,11 @@ well, 1 when something alerts (a batch, a stale view, a failed or overdue run, a
 queue that this role cannot take and that therefore grows), 2 when the status cannot be read
 (no database, not built yet). Read as the role that refreshes, it needs no privilege on the
 service tables or the feed: what it may not read it reports.
+
+It applies no rule of its own: the counts per problem code come from cj_batch_issues and
+cj_batch_alerts, an incident's `since` (when the condition began as far as the data tells) and
+`first seen` (when the monitoring found it) from cj_batch_incidents, shown the same way as
+`cj-health incidents` (cj_health.history.incident_line).
 """
 
 from __future__ import annotations
