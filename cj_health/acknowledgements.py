@@ -1,22 +1,34 @@
 """Acknowledgements: problems on-call has accepted, so they stop alerting.
 
-The table `<monitoring schema>.cj_batch_acknowledgements` belongs to the monitoring (created
-by a dbt on-run-start hook, macros/acknowledgements.sql; dbt never drops it). One row accepts
-one problem code of one batch (a null code: every code of the batch) until `expires_at` (null:
-until `unacknowledged`). `acknowledged_by` is the database user.
+The table `<monitoring schema>.cj_batch_acknowledgements` belongs to the monitoring; its DDL
+lives in one place, the dbt on-run-start hook in macros/acknowledgements.sql (created when
+missing, never dropped, columns added there). One row accepts one problem code of one batch
+(a null code: every code of the batch) until `expires_at` (null: until `unack`).
+`acknowledged_by` is who acknowledged (`--by`, default the login name, else the database
+user).
 
-- cj_batch_alerts reads the table when it is read: an acknowledgement silences at once, and
-  an expired one or a removed one alerts again at once;
+An acknowledgement belongs to its batch's identity, not to a number: it stores the batch's
+`bos_batch_id` and holds only while the batch with that CJ batch id still has it, so a batch
+that a reseed gives the same id does not inherit it (and `eng5 reset` removes them all).
+
+This module applies no rule of its own. Whether an acknowledgement holds is
+int_acknowledgements_joined_to_batches.is_active; which problems it accepts is the macro
+acknowledgement_accepts, which the models use:
+
+- cj_batch_alerts and cj_batch_issues read the acknowledgements live: `ack` silences at
+  once, an expired or removed one alerts again at once;
 - cj_batch_health (a materialized view) shows `acknowledged_issues` and counts only the other
-  issues in `is_alerting` from its next refresh; every write here refreshes it at once;
+  issues in `is_alerting` from its next refresh; every write here refreshes it at once (which
+  also brings the incidents' acknowledged_by/at up to date, cj_health.history);
 - the invariants (dbt tests and GX) leave out failing rows of an acknowledged problem.
 
 A new problem code on an acknowledged batch alerts: acknowledging a batch without naming
-codes records the codes it shows now, one row each, never a whole-batch row.
+codes records the codes it shows now (cj_batch_issues), one row each, never a whole-batch row.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,14 +39,32 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from cj_health.db import Database, connect, monitoring_schema, source_schema
+from cj_health.durations import EXAMPLES, parse_duration
 from cj_health.errors import BatchNotFound, CjHealthError
-from cj_health.monitoring_tables import ACKNOWLEDGEMENTS_TABLE as TABLE
-from cj_health.monitoring_tables import HEALTH_VIEW, PROBLEM_CODES_VIEW
+from cj_health.monitoring_tables import (
+    ACKNOWLEDGEMENTS_MODEL,
+    ACKNOWLEDGEMENTS_TABLE,
+    HEALTH_VIEW,
+    ISSUES_VIEW,
+    PROBLEM_CODES_VIEW,
+    qualified,
+    relation_exists,
+)
 from cj_health.text import check_input, escape
 
+# The columns of int_acknowledgements_joined_to_batches that `ack --list` shows.
 COLUMNS = (
-    "acknowledgement_id, cj_batch_id, problem_code, reason, acknowledged_by,"
-    " acknowledged_at, expires_at, coalesce(expires_at > now(), true) as is_active"
+    "acknowledgement_id",
+    "cj_batch_id",
+    "bos_batch_id",
+    "problem_code",
+    "reason",
+    "acknowledged_by",
+    "acknowledged_at",
+    "expires_at",
+    "is_expired",
+    "is_current_batch",
+    "is_active",
 )
 
 
@@ -42,54 +72,61 @@ COLUMNS = (
 class Acknowledgement:
     acknowledgement_id: int
     cj_batch_id: int
+    bos_batch_id: str | None
     problem_code: str | None
     reason: str
     acknowledged_by: str
     acknowledged_at: datetime
     expires_at: datetime | None
+    is_expired: bool
+    is_current_batch: bool
     is_active: bool
 
     def as_dict(self) -> dict[str, Any]:
+        """Ids, codes, times, reason and who: no essay text."""
         return {
             "acknowledgement_id": self.acknowledgement_id,
             "cj_batch_id": self.cj_batch_id,
+            "bos_batch_id": self.bos_batch_id,
             "problem_code": self.problem_code,
             "reason": self.reason,
             "acknowledged_by": self.acknowledged_by,
             "acknowledged_at": self.acknowledged_at.isoformat(),
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "is_expired": self.is_expired,
+            "is_current_batch": self.is_current_batch,
             "is_active": self.is_active,
         }
 
     def line(self) -> str:
-        """One line for the terminal: stored text (reason, role, code) shown escaped, so a
+        """One line for the terminal: stored text (reason, name, code) shown escaped, so a
         control character another writer stored cannot act on the reader's terminal."""
         code = self.problem_code or "every code"
         until = self.expires_at.isoformat() if self.expires_at else "unack"
-        state = "" if self.is_active else " (expired)"
+        state = ""
+        if self.is_expired:
+            state = " (expired)"
+        elif not self.is_current_batch:
+            state = " (not held: the batch with this id is not the one acknowledged)"
         return escape(
             f"CJ batch {self.cj_batch_id}: {code}{state}, by {self.acknowledged_by}"
             f" at {self.acknowledged_at.isoformat()}, until {until}: {self.reason}"
         )
 
 
-def _table() -> sql.Composed:
-    return sql.SQL("{}.{}").format(sql.Identifier(monitoring_schema()), sql.Identifier(TABLE))
+def default_acknowledger() -> str | None:
+    """Who acknowledges when `--by` is not given: the login name ($LOGNAME, $USER, the
+    password database); None when there is none, and the database user is stored."""
+    try:
+        name = getpass.getuser().strip()
+    except (OSError, KeyError):
+        return None
+    return name or None
 
 
-def _health_view() -> sql.Composed:
-    return sql.SQL("{}.{}").format(
-        sql.Identifier(monitoring_schema()), sql.Identifier(HEALTH_VIEW)
-    )
-
-
-def _require_table(conn: psycopg.Connection, database: Database) -> None:
-    for name in (TABLE, HEALTH_VIEW):
-        found = conn.execute(
-            "select to_regclass(%s)",
-            (sql.Identifier(monitoring_schema(), name).as_string(conn),),
-        ).fetchone()[0]
-        if found is None:
+def _require(conn: psycopg.Connection, database: Database, *names: str) -> None:
+    for name in names:
+        if not relation_exists(conn, name):
             raise CjHealthError(
                 f"{database.display} lacks {monitoring_schema()}.{name};"
                 " run `cj-health build` first"
@@ -99,17 +136,10 @@ def _require_table(conn: psycopg.Connection, database: Database) -> None:
 def known_problem_codes(database: Database) -> list[str]:
     """The problem codes as dbt built them (the cj_problem_codes mart), worst first."""
     with connect(database) as conn:
-        if conn.execute(
-            "select to_regclass(%s)",
-            (sql.Identifier(monitoring_schema(), PROBLEM_CODES_VIEW).as_string(conn),),
-        ).fetchone()[0] is None:
-            raise CjHealthError(
-                f"{database.display} lacks {monitoring_schema()}.{PROBLEM_CODES_VIEW};"
-                " run `cj-health build` first"
-            )
+        _require(conn, database, PROBLEM_CODES_VIEW)
         rows = conn.execute(
             sql.SQL("select problem_code from {} order by severity_rank").format(
-                sql.Identifier(monitoring_schema(), PROBLEM_CODES_VIEW)
+                qualified(PROBLEM_CODES_VIEW)
             )
         ).fetchall()
     return [row[0] for row in rows]
@@ -135,61 +165,109 @@ def _check_reason(reason: str) -> str:
     return text
 
 
+def _check_by(by: str | None) -> str | None:
+    if by is None:
+        return default_acknowledger()
+    text = check_input(by, "--by").strip()
+    if not text:
+        raise CjHealthError("--by must name who acknowledges")
+    return text
+
+
 def _time(conn: psycopg.Connection, text: str, option: str) -> datetime:
-    """A time the server reads as timestamptz (e.g. '2026-03-01 12:00+01', 'now + 2 days'
-    is not accepted: give a time); else a one-line error."""
+    """A time the server reads as timestamptz ('2026-03-01 12:00+01'); else one line."""
     check_input(text, option)
     try:
         with conn.transaction():
             return conn.execute("select %s::timestamptz", (text,)).fetchone()[0]
     except psycopg.Error:
         raise CjHealthError(
-            f"{option} {escape(repr(text))} is not a time (e.g. '2026-03-01 12:00+00')"
+            f"{option} {escape(repr(text))} is neither a duration ({EXAMPLES}) nor a time"
+            " (e.g. '2026-03-01 12:00+00')"
         ) from None
 
 
-def _existing_batches(conn: psycopg.Connection, batch_ids: list[int]) -> None:
+def resolve_until(conn: psycopg.Connection, text: str) -> datetime:
+    """`--until`: a duration from now (`8h`, `+8 hours`) or a time, in the future."""
+    check_input(text, "--until")
+    duration = parse_duration(text)
+    if duration is not None:
+        expires = conn.execute("select now() + %s", (duration,)).fetchone()[0]
+    else:
+        expires = _time(conn, text, "--until")
+    if expires <= conn.execute("select now()").fetchone()[0]:
+        raise CjHealthError(f"--until {escape(repr(text))} is not in the future")
+    return expires
+
+
+def _batch_identities(conn: psycopg.Connection, batch_ids: list[int]) -> dict[int, str]:
+    """Each batch's bos_batch_id (what an acknowledgement is bound to); BatchNotFound
+    (exit 4) for the first id with no batch."""
     rows = conn.execute(
-        sql.SQL("select id from {} where id = any(%s)").format(
+        sql.SQL("select id, bos_batch_id from {} where id = any(%s)").format(
             sql.Identifier(source_schema(), "cj_batch_uploads")
         ),
         (batch_ids,),
     ).fetchall()
-    found = {row[0] for row in rows}
+    found = {row[0]: row[1] for row in rows}
     missing = [batch for batch in batch_ids if batch not in found]
     if missing:
         raise BatchNotFound(f"no CJ batch {missing[0]}")
+    return found
 
 
-def _current_issues(conn: psycopg.Connection, batch_ids: list[int]) -> dict[int, list[str]]:
-    """Each batch's issues not acknowledged yet, as cj_batch_health shows them."""
+def _unacknowledged_issues(
+    conn: psycopg.Connection, batch_ids: list[int]
+) -> dict[int, list[str]]:
+    """Each batch's problem codes that no acknowledgement accepts yet (cj_batch_issues)."""
     rows = conn.execute(
         sql.SQL(
-            "select cj_batch_id, array(select unnest(issues) except"
-            " select unnest(acknowledged_issues)) from {} where cj_batch_id = any(%s)"
-        ).format(_health_view()),
+            "select cj_batch_id, problem_code from {} where cj_batch_id = any(%s)"
+            " and not is_acknowledged order by cj_batch_id, severity_rank"
+        ).format(qualified(ISSUES_VIEW)),
         (batch_ids,),
     ).fetchall()
-    return {row[0]: sorted(row[1]) for row in rows}
+    issues: dict[int, list[str]] = {}
+    for batch, code in rows:
+        issues.setdefault(batch, []).append(code)
+    return issues
+
+
+def _read(conn: psycopg.Connection, ids: list[int] | None = None) -> list[Acknowledgement]:
+    query = sql.SQL("select {} from {}").format(
+        sql.SQL(", ").join(sql.Identifier(column) for column in COLUMNS),
+        qualified(ACKNOWLEDGEMENTS_MODEL),
+    )
+    params: tuple[object, ...] = ()
+    if ids is not None:
+        query += sql.SQL(" where acknowledgement_id = any(%s)")
+        params = (ids,)
+    query += sql.SQL(" order by cj_batch_id, acknowledgement_id")
+    rows = conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
+    return [Acknowledgement(**row) for row in rows]
 
 
 def _insert(
     conn: psycopg.Connection,
     rows: list[tuple[int, str | None]],
+    identities: dict[int, str],
     reason: str,
     until: datetime | None,
+    by: str | None,
 ) -> list[Acknowledgement]:
-    inserted = []
+    ids = []
     for cj_batch_id, code in rows:
-        row = conn.cursor(row_factory=dict_row).execute(
-            sql.SQL(
-                "insert into {} (cj_batch_id, problem_code, reason, expires_at)"
-                " values (%s, %s, %s, %s) returning " + COLUMNS
-            ).format(_table()),
-            (cj_batch_id, code, reason, until),
-        ).fetchone()
-        inserted.append(Acknowledgement(**row))
-    return inserted
+        ids.append(
+            conn.execute(
+                sql.SQL(
+                    "insert into {} (cj_batch_id, bos_batch_id, problem_code, reason,"
+                    " expires_at, acknowledged_by) values (%s, %s, %s, %s, %s,"
+                    " coalesce(%s, current_user)) returning acknowledgement_id"
+                ).format(qualified(ACKNOWLEDGEMENTS_TABLE)),
+                (cj_batch_id, identities[cj_batch_id], code, reason, until, by),
+            ).fetchone()[0]
+        )
+    return _read(conn, ids) if ids else []
 
 
 def _refresh(database: Database) -> None:
@@ -205,24 +283,27 @@ def acknowledge(
     reason: str,
     codes: list[str] | None = None,
     until: str | None = None,
+    by: str | None = None,
 ) -> list[Acknowledgement]:
-    """Accept `codes` of each batch (default: the codes each shows now) until `until`."""
+    """Accept `codes` of each batch (default: the codes each shows now) until `until` (a
+    duration such as `8h` or a time), in the name of `by` (default the login name)."""
     reason = _check_reason(reason)
+    by = _check_by(by)
     codes = _check_codes(database, list(codes or []))
     if not batch_ids:
         raise CjHealthError("name at least one CJ batch id (or use --before or --list)")
     _refresh(database)
     with connect(database) as conn:
-        _require_table(conn, database)
-        expires = _time(conn, until, "--until") if until else None
-        if expires is not None and expires <= conn.execute("select now()").fetchone()[0]:
-            raise CjHealthError(f"--until {until!r} is not in the future")
-        _existing_batches(conn, batch_ids)
+        _require(conn, database, ACKNOWLEDGEMENTS_TABLE, ACKNOWLEDGEMENTS_MODEL, ISSUES_VIEW)
+        expires = resolve_until(conn, until) if until else None
+        # The identity is read in the transaction that writes: each row is bound to the
+        # batch that has the id now.
+        identities = _batch_identities(conn, batch_ids)
         rows: list[tuple[int, str | None]] = []
         if codes:
             rows = [(batch, code) for batch in batch_ids for code in codes]
         else:
-            current = _current_issues(conn, batch_ids)
+            current = _unacknowledged_issues(conn, batch_ids)
             for batch in batch_ids:
                 if not current.get(batch):
                     raise CjHealthError(
@@ -230,62 +311,73 @@ def acknowledge(
                         " name one with --issue"
                     )
                 rows += [(batch, code) for code in current[batch]]
-        inserted = _insert(conn, rows, reason, expires)
+        inserted = _insert(conn, rows, identities, reason, expires, by)
         conn.commit()
     _refresh(database)
-    return inserted
+    return _reread(database, inserted)
 
 
-def acknowledge_before(database: Database, *, before: str, reason: str) -> list[Acknowledgement]:
+def acknowledge_before(
+    database: Database, *, before: str, reason: str, by: str | None = None
+) -> list[Acknowledgement]:
     """Accept, once, every problem that batches created before `before` show now (the
     history found when the monitoring is first deployed). Each code is recorded on its own,
     so a new problem of such a batch alerts."""
     reason = _check_reason(reason)
+    by = _check_by(by)
     _refresh(database)
     with connect(database) as conn:
-        _require_table(conn, database)
+        _require(conn, database, ACKNOWLEDGEMENTS_TABLE, ACKNOWLEDGEMENTS_MODEL, ISSUES_VIEW)
         cutoff = _time(conn, before, "--before")
-        batches = conn.execute(
-            sql.SQL(
-                "select cj_batch_id from {} where created_at < %s"
-                " and cardinality(issues) > cardinality(acknowledged_issues)"
-                " order by cj_batch_id"
-            ).format(_health_view()),
-            (cutoff,),
-        ).fetchall()
-        current = _current_issues(conn, [row[0] for row in batches])
+        batches = [
+            row[0]
+            for row in conn.execute(
+                sql.SQL(
+                    "select distinct cj_batch_id from {} where created_at < %s"
+                    " and not is_acknowledged order by cj_batch_id"
+                ).format(qualified(ISSUES_VIEW)),
+                (cutoff,),
+            ).fetchall()
+        ]
+        current = _unacknowledged_issues(conn, batches)
         rows = [(batch, code) for batch, codes in sorted(current.items()) for code in codes]
-        inserted = _insert(conn, rows, reason, None)
+        identities = _batch_identities(conn, batches) if batches else {}
+        inserted = _insert(conn, rows, identities, reason, None, by)
         conn.commit()
     if inserted:
         _refresh(database)
     return inserted
 
 
+def _reread(database: Database, acknowledgements: list[Acknowledgement]) -> list[Acknowledgement]:
+    with connect(database) as conn:
+        return _read(conn, [ack.acknowledgement_id for ack in acknowledgements])
+
+
 def list_acknowledgements(database: Database) -> list[Acknowledgement]:
     with connect(database) as conn:
-        _require_table(conn, database)
-        rows = conn.cursor(row_factory=dict_row).execute(
-            sql.SQL("select " + COLUMNS + " from {} order by cj_batch_id, acknowledgement_id")
-            .format(_table())
-        ).fetchall()
-    return [Acknowledgement(**row) for row in rows]
+        _require(conn, database, ACKNOWLEDGEMENTS_TABLE, ACKNOWLEDGEMENTS_MODEL)
+        return _read(conn)
 
 
 def unacknowledge(database: Database, cj_batch_id: int, *, code: str | None = None) -> int:
     """Remove the batch's acknowledgements (of `code` only, when given); the problems alert
-    again at once. Returns how many were removed."""
+    again at once, and the refresh that follows clears acknowledged_by/at on the batch's open
+    incidents (so `status` and `incidents` no longer show them). Returns how many were
+    removed."""
     if code is not None:
         _check_codes(database, [code])
     with connect(database) as conn:
-        _require_table(conn, database)
-        _existing_batches(conn, [cj_batch_id])
-        statement = sql.SQL("delete from {} where cj_batch_id = %s").format(_table())
+        _require(conn, database, ACKNOWLEDGEMENTS_TABLE)
+        statement = sql.SQL("delete from {} where cj_batch_id = %s").format(
+            qualified(ACKNOWLEDGEMENTS_TABLE)
+        )
         params: tuple[object, ...] = (cj_batch_id,)
         if code is not None:
             statement += sql.SQL(" and problem_code = %s")
             params += (code,)
         removed = conn.execute(statement, params).rowcount
+        _batch_identities(conn, [cj_batch_id])  # exit 4 for no such batch; nothing committed
         if removed == 0:
             what = f" of {code}" if code else ""
             raise CjHealthError(f"CJ batch {cj_batch_id} has no acknowledgement{what}")
@@ -294,20 +386,28 @@ def unacknowledge(database: Database, cj_batch_id: int, *, code: str | None = No
     return removed
 
 
+def forget_all(conn: psycopg.Connection) -> int:
+    """Remove every acknowledgement, in the caller's transaction: what a reset that reuses
+    CJ batch ids (`eng5 reset`, the demo) does, since the batches they were for are gone.
+    Returns how many were removed (0 when the table does not exist yet)."""
+    if not relation_exists(conn, ACKNOWLEDGEMENTS_TABLE):
+        return 0
+    return conn.execute(
+        sql.SQL("delete from {}").format(qualified(ACKNOWLEDGEMENTS_TABLE))
+    ).rowcount
+
+
 def accepted_batches(database: Database) -> dict[int, list[str]]:
     """Batches whose problems are acknowledged (as of the health view's last refresh): what
     `build` and `check` report as accepted beside their verdict."""
     with connect(database) as conn:
-        if conn.execute(
-            "select to_regclass(%s)",
-            (sql.Identifier(monitoring_schema(), HEALTH_VIEW).as_string(conn),),
-        ).fetchone()[0] is None:
+        if not relation_exists(conn, HEALTH_VIEW):
             return {}
         rows = conn.execute(
             sql.SQL(
                 "select cj_batch_id, acknowledged_issues from {}"
                 " where cardinality(acknowledged_issues) > 0 order by cj_batch_id"
-            ).format(_health_view())
+            ).format(qualified(HEALTH_VIEW))
         ).fetchall()
     return {row[0]: list(row[1]) for row in rows}
 

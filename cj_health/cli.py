@@ -26,6 +26,7 @@ from cj_health.commands import (
     db,
     demo,
     eng5,
+    history,
     inspect,
     status,
 )
@@ -36,7 +37,7 @@ from cj_health.text import check_input, escape
 # The commands, in the order `cj-health --help` lists them. Each module defines
 # register(subparsers) -> None; its parsers set `handler(args) -> int`. The modules import
 # their heavy dependencies (dbt, GX, the ENG5 runner) inside the handlers.
-COMMANDS = (db, build, check, eng5, inspect, ack, demo, bench, status, change_feed)
+COMMANDS = (db, build, check, eng5, inspect, ack, demo, bench, status, history, change_feed)
 DISTRIBUTION = "cj-batch-health"
 # Arguments whose value is free text: tabs and line breaks allowed (folded into spaces).
 FREE_TEXT_ARGUMENTS = ("reason",)

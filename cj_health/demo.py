@@ -4,6 +4,11 @@ incident, the dbt build, the health view, `inspect` of the incident, and the GX 
 
 It exits 0 when the tooling worked, even though the incident batch is unhealthy: finding the
 incident is the point. It exits non-zero only when a step of the tooling itself failed.
+
+Its `build`, `refresh` and `check` are recorded in cj_monitoring_runs exactly as the commands
+record theirs (cj_health.runs), so `cj-health status` right after the demo shows them. The
+reseed removes the acknowledgements and clears the open incidents of the batches it removes
+(cj_health.eng5.reset): the new batches reuse their CJ batch ids.
 """
 
 from __future__ import annotations
@@ -49,13 +54,19 @@ def step(say: Say, number: int, title: str) -> None:
 
 
 def run_demo(database: Database, say: Say = print) -> DemoResult:
-    from cj_health.build import build
+    from cj_health.build import build, refresh
     from cj_health.check import run_check
     from cj_health.eng5.anchors import register_anchors
     from cj_health.eng5.replay import replay_batch20
     from cj_health.eng5.reset import reset
     from cj_health.eng5.runner import execute_batch
     from cj_health.inspect import load_report, render_text
+    from cj_health.runs import (
+        build_summary,
+        check_summary,
+        recorded_run,
+        refresh_summary,
+    )
     from cj_health.schema import init_schema
 
     say(f"cj-health demo on {database.display}")
@@ -77,12 +88,19 @@ def run_demo(database: Database, say: Say = print) -> DemoResult:
     for line in incident.summary_lines():
         say(f"  {line}")
 
-    step(say, 4, "cj-health build (dbt run, then dbt test)")
-    built = build(database)
+    step(say, 4, "cj-health build (dbt run, then dbt test), then cj-health refresh")
+    with recorded_run(database, "build") as run:
+        built = build(database)
+        run.exit_code = built.exit_code
+        run.summary = build_summary(built)
     for line in built.summary().splitlines():
         say(f"  {line}")
     if not built.models_ok:
         raise CjHealthError("dbt could not build the monitoring models; see the lines above")
+    with recorded_run(database, "refresh") as run:
+        refreshed = refresh(database)
+        run.summary = refresh_summary(refreshed)
+    say(f"  {refreshed.summary()}")
 
     step(say, 5, f"{monitoring_schema()}.cj_batch_health")
     rows = health_rows(database)
@@ -92,7 +110,10 @@ def run_demo(database: Database, say: Say = print) -> DemoResult:
     say(render_text(load_report(database, incident.cj_batch_id).as_dict()))
 
     step(say, 7, "cj-health check (Great Expectations)")
-    checked = run_check(database)
+    with recorded_run(database, "check") as run:
+        checked = run_check(database)
+        run.exit_code = checked.exit_code
+        run.summary = check_summary(checked)
     for line in checked.table_lines():
         say(f"  {line}")
 
@@ -101,6 +122,7 @@ def run_demo(database: Database, say: Say = print) -> DemoResult:
     say(f"  Data Docs:  {checked.data_docs_path}")
     say(f"  Grafana:    {project_dir() / 'grafana'} (datasource, dashboard, alert rules)")
     say(f"  Runbook:    {project_dir() / 'docs' / 'runbook.md'}")
+    say("  Status:     cj-health status (the runs above are recorded; the incident alerts)")
     say("")
     say(
         f"The tooling worked. Unhealthy batches: {unhealthy or 'none'} — the replayed incident "

@@ -1,6 +1,7 @@
 """The relations of the monitoring schema, one constant per name, and whether a database has
-them yet: the dbt models the tool reads, and the monitoring's own tables (created by the dbt
-hook in macros/monitoring_tables.sql)."""
+them yet: the dbt models the tool reads, and the monitoring's own tables. Their DDL lives in
+one place, the dbt on-run-start hooks (macros/monitoring_tables.sql,
+macros/acknowledgements.sql); Python only reads and writes rows."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ INCIDENTS_TABLE = "cj_batch_incidents"
 RUNS_TABLE = "cj_monitoring_runs"
 MONITORING_TABLES = (HISTORY_TABLE, INCIDENTS_TABLE, RUNS_TABLE)
 ACKNOWLEDGEMENTS_TABLE = "cj_batch_acknowledgements"
+# Each acknowledgement with whether it holds now (the one definition of `is_active`).
+ACKNOWLEDGEMENTS_MODEL = "int_acknowledgements_joined_to_batches"
+# One row per batch and problem code: since when, and the acknowledgement accepting it.
+ISSUES_VIEW = "cj_batch_issues"
 HEALTH_VIEW = "cj_batch_health"
 # One row: when cj_batch_health was last refreshed (kept once, not on every health row).
 REFRESH_VIEW = "cj_batch_health_refresh"
@@ -50,13 +55,3 @@ def column_exists(conn: psycopg.Connection, relation: str, column: str) -> bool:
         (monitoring_schema(), relation, column),
     ).fetchone()
     return row is not None
-
-
-def acknowledged_issues(conn: psycopg.Connection, alias: str) -> sql.Composable:
-    """The acknowledged codes of the health view row `alias`: its `acknowledged_issues`
-    once acknowledgements exist, else an empty array."""
-    if column_exists(conn, HEALTH_VIEW, "acknowledged_issues"):
-        return sql.SQL("coalesce({}.acknowledged_issues, '{{}}'::text[])").format(
-            sql.Identifier(alias)
-        )
-    return sql.SQL("'{}'::text[]")

@@ -1,4 +1,5 @@
-"""Every `cj-health refresh`, `build` and `check` run, in cj_monitoring_runs: command, start,
+"""Every `cj-health refresh`, `build` and `check` run (and those `cj-health demo` runs, recorded
+the same way), in cj_monitoring_runs: command, start,
 finish, exit code and a small JSON summary (counts, failing rule names, batch ids; never
 essay text). Grafana's dead man's switch reads it: the last successful run of a scheduled
 command older than twice its documented interval (SCHEDULE_MINUTES), or a last run that
@@ -7,6 +8,7 @@ failed, alerts.
 The row is written once, when the command ends, in one statement: a run killed before that
 leaves nothing half-written (and its absence is what the dead man's switch notices). Before
 `cj-health build` has created the table there is nowhere to write, and nothing is recorded.
+The table's DDL lives in one place, the dbt hook in macros/monitoring_tables.sql.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from cj_health.monitoring_tables import RUNS_TABLE, relation_exists
 from cj_health.settings import retention_days
 
 RECORDED_COMMANDS = ("refresh", "build", "check")
+# At most this many failing batch ids in a check's summary.
+RECORDED_BATCHES = 50
 # The documented schedule (docs/scheduling.md); the Grafana dead man's switch fires when the
 # last successful run is older than twice this.
 SCHEDULE_MINUTES = {"refresh": 1, "check": 15}
@@ -71,6 +75,35 @@ def recorded_run(database: Database, command: str) -> Iterator[Run]:
         if run.exit_code is None:
             run.exit_code = EXIT_OK
         write_run(database, run)
+
+
+def build_summary(result: Any) -> dict[str, Any]:
+    """The summary of a `build` (cj_health.build.BuildResult): names and counts only."""
+    return {
+        "models_failed": [node.name for node in result.models_failed],
+        "tests_passed": result.tests_passed,
+        "tests_failed": [node.name for node in result.tests_failed],
+        "tests_broken": [node.name for node in result.tests_broken],
+    }
+
+
+def refresh_summary(result: Any) -> dict[str, Any]:
+    """The summary of a `refresh` (cj_health.build.RefreshResult)."""
+    return {
+        "batches": result.batches,
+        "alerting": result.alerting,
+        "facts_mode": result.facts.mode,
+        "facts_recomputed": result.facts.recomputed,
+    }
+
+
+def check_summary(report: Any) -> dict[str, Any]:
+    """The summary of a `check` (cj_health.check report): rule names and batch ids."""
+    return {
+        "rules": len(report.rules),
+        "failing_rules": [rule.rule for rule in report.rules if not rule.success],
+        "failing_batches": report.failing_batches[:RECORDED_BATCHES],
+    }
 
 
 def write_run(database: Database, run: Run, finished_at: datetime | None = None) -> bool:

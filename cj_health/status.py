@@ -8,6 +8,11 @@ well, 1 when something alerts (a batch, a stale view, a failed or overdue run, a
 queue that this role cannot take and that therefore grows), 2 when the status cannot be read
 (no database, not built yet). Read as the role that refreshes, it needs no privilege on the
 service tables or the feed: what it may not read it reports.
+
+It applies no rule of its own: the counts per problem code come from cj_batch_issues and
+cj_batch_alerts, an incident's `since` (when the condition began as far as the data tells) and
+`first seen` (when the monitoring found it) from cj_batch_incidents, shown the same way as
+`cj-health incidents` (cj_health.history.incident_line).
 """
 
 from __future__ import annotations
@@ -25,14 +30,16 @@ from cj_health import change_feed
 from cj_health.batch_facts import read_watermark
 from cj_health.db import Database, connect, monitoring_schema
 from cj_health.errors import EXIT_OK, EXIT_PROBLEMS_FOUND, CjHealthError
+from cj_health.history import INCIDENT_COLUMNS, incident_line
 from cj_health.monitoring_tables import (
+    ALERTS_VIEW,
     HEALTH_VIEW,
     INCIDENTS_TABLE,
+    ISSUES_VIEW,
     MONITORING_TABLES,
     PROBLEM_CODES_VIEW,
     REFRESH_VIEW,
     RUNS_TABLE,
-    acknowledged_issues,
     qualified,
     relation_exists,
 )
@@ -142,18 +149,13 @@ class StatusReport:
                 f"  {code['problem_code']:<28} {code['severity']:<8} {code['batches']:>5}"
                 f" {code['alerting']:>5} {code['acknowledged']:>5}"
             )
-        lines += ["", f"open incidents ({len(self.open_incidents)}):"]
+        lines += [
+            "",
+            f"open incidents ({len(self.open_incidents)}; since: when the condition began as"
+            " the data tells, first seen: when the monitoring found it):",
+        ]
         for incident in self.open_incidents[:SHOWN_INCIDENTS]:
-            acknowledged = (
-                f", acknowledged by {incident['acknowledged_by']}"
-                if incident["acknowledged_at"] is not None
-                else ""
-            )
-            lines.append(
-                f"  batch {incident['cj_batch_id']:<6} {incident['problem_code']:<28}"
-                f" since {_iso(incident['first_seen_at'])}"
-                f" ({incident['open_minutes']:.0f} min){acknowledged}"
-            )
+            lines.append(f"  {incident_line(incident)}")
         more = len(self.open_incidents) - SHOWN_INCIDENTS
         if more > 0:
             lines.append(f"  (+{more} more; --json lists all)")
@@ -175,7 +177,8 @@ def load_status(database: Database) -> StatusReport:
     with connect(database) as conn:
         missing = [
             name
-            for name in (HEALTH_VIEW, PROBLEM_CODES_VIEW, *MONITORING_TABLES)
+            for name in (HEALTH_VIEW, PROBLEM_CODES_VIEW, ISSUES_VIEW, ALERTS_VIEW,
+                         *MONITORING_TABLES)
             if not relation_exists(conn, name)
         ]
         if missing:
@@ -274,44 +277,43 @@ def _runs(conn: psycopg.Connection) -> list[dict[str, Any]]:
 
 
 def _problem_codes(conn: psycopg.Connection) -> list[dict[str, Any]]:
-    acknowledged = acknowledged_issues(conn, "health")
+    """Per problem code: batches showing it, alerting on it (rows of cj_batch_alerts) and
+    with it acknowledged (cj_batch_issues), as dbt built them."""
     query = sql.SQL(
         """
-        select
-            problem_codes.problem_code,
-            problem_codes.severity,
-            count(*)::integer as batches,
-            (count(*) filter (
-                where health.is_alerting and problem_codes.is_alerting
-                and not problem_codes.problem_code = any({acknowledged})
-            ))::integer as alerting,
-            (count(*) filter (
-                where problem_codes.problem_code = any({acknowledged})
-            ))::integer as acknowledged
-        from {health} as health
-        cross join lateral unnest(health.issues) as batch_issue (problem_code)
-        inner join {problem_codes} as problem_codes
-            on batch_issue.problem_code = problem_codes.problem_code
-        group by problem_codes.problem_code, problem_codes.severity,
-            problem_codes.severity_rank
-        order by problem_codes.severity_rank
+        with issues as (
+            select problem_code, severity, severity_rank,
+                count(*)::integer as batches,
+                (count(*) filter (where is_acknowledged))::integer as acknowledged
+            from {issues}
+            group by problem_code, severity, severity_rank
+        ),
+
+        alerting as (
+            select issue, count(distinct cj_batch_id)::integer as alerting
+            from {alerts}
+            group by issue
+        )
+
+        select issues.problem_code, issues.severity, issues.batches,
+            coalesce(alerting.alerting, 0) as alerting, issues.acknowledged
+        from issues
+        left join alerting on issues.problem_code = alerting.issue
+        order by issues.severity_rank
         """
-    ).format(
-        acknowledged=acknowledged,
-        health=qualified(HEALTH_VIEW),
-        problem_codes=qualified(PROBLEM_CODES_VIEW),
-    )
+    ).format(issues=qualified(ISSUES_VIEW), alerts=qualified(ALERTS_VIEW))
     with conn.cursor(row_factory=dict_row) as cursor:
         return list(cursor.execute(query).fetchall())
 
 
 def _open_incidents(conn: psycopg.Connection) -> list[dict[str, Any]]:
     query = sql.SQL(
-        "select cj_batch_id, problem_code, first_seen_at, last_seen_at,"
-        " (extract(epoch from now() - first_seen_at) / 60)::float8 as open_minutes,"
-        " acknowledged_at, acknowledged_by"
+        "select {}, (extract(epoch from now() - first_seen_at) / 60)::float8 as open_minutes"
         " from {} where cleared_at is null"
         " order by first_seen_at, cj_batch_id, problem_code"
-    ).format(qualified(INCIDENTS_TABLE))
+    ).format(
+        sql.SQL(", ").join(sql.Identifier(column) for column in INCIDENT_COLUMNS),
+        qualified(INCIDENTS_TABLE),
+    )
     with conn.cursor(row_factory=dict_row) as cursor:
         return list(cursor.execute(query).fetchall())

@@ -28,7 +28,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="CODE",
         help="the problem code to accept (repeatable; default: the codes the batch shows now)",
     )
-    ack.add_argument("--until", metavar="TIME", help="the acknowledgement expires at TIME")
+    ack.add_argument(
+        "--until",
+        metavar="TIME",
+        help="the acknowledgement expires after a duration (8h, 30m, 2d, +8 hours) or at a time"
+        " ('2026-03-01 12:00+00')",
+    )
+    ack.add_argument(
+        "--by",
+        metavar="NAME",
+        help="who acknowledges (default: your login name; the database user when none)",
+    )
     ack.add_argument(
         "--before", metavar="TIME", help="acknowledge every problem of batches created before"
     )
@@ -37,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ack.set_defaults(handler=cmd_ack)
 
     unack = subparsers.add_parser(
-        "unack", help="remove a batch's acknowledgements: its problems alert again at once"
+        "unack",
+        help="remove a batch's acknowledgements: its problems alert again at once, and status "
+        "and the incidents no longer show them as acknowledged",
     )
     unack.add_argument("cj_batch_id", metavar="CJ_BATCH_ID", help="the CJ batch id")
     unack.add_argument("--issue", metavar="CODE", help="only the acknowledgement of this code")
@@ -49,7 +61,7 @@ def cmd_ack(args: argparse.Namespace) -> int:
 
     database = resolve_target().database
     if args.list:
-        if args.cj_batch_ids or args.before or args.issue or args.until or args.reason:
+        if args.cj_batch_ids or args.before or args.issue or args.until or args.reason or args.by:
             raise CjHealthError("--list takes no batch ids and no other option than --json")
         listed = acknowledgements.list_acknowledgements(database)
         if args.json:
@@ -61,14 +73,19 @@ def cmd_ack(args: argparse.Namespace) -> int:
         raise CjHealthError("--json goes with --list")
     if args.before is not None:
         if args.cj_batch_ids or args.issue or args.until:
-            raise CjHealthError("--before takes only --reason")
+            raise CjHealthError("--before takes only --reason and --by")
         done = acknowledgements.acknowledge_before(
-            database, before=args.before, reason=args.reason or ""
+            database, before=args.before, reason=args.reason or "", by=args.by
         )
     else:
         batch_ids = [parse_batch_id(raw) for raw in args.cj_batch_ids]
         done = acknowledgements.acknowledge(
-            database, batch_ids, reason=args.reason or "", codes=args.issue, until=args.until
+            database,
+            batch_ids,
+            reason=args.reason or "",
+            codes=args.issue,
+            until=args.until,
+            by=args.by,
         )
     for ack in done:
         print(f"acknowledged {ack.line()}")

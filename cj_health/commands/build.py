@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from cj_health.build import build
-    from cj_health.runs import recorded_run
+    from cj_health.runs import build_summary, recorded_run
     from cj_health.target import resolve_target
 
     database = resolve_target().database
@@ -50,12 +50,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         if denied:  # one line, exit 2, like every command missing a privilege
             raise CjHealthError(denied)
         run.exit_code = result.exit_code
-        run.summary = {
-            "models_failed": [node.name for node in result.models_failed],
-            "tests_passed": result.tests_passed,
-            "tests_failed": [node.name for node in result.tests_failed],
-            "tests_broken": [node.name for node in result.tests_broken],
-        }
+        run.summary = build_summary(result)
     print(result.summary())
     if result.models_ok:
         from cj_health.acknowledgements import accepted_batches, accepted_line
@@ -83,17 +78,12 @@ def _progress(line: str) -> None:
 
 def cmd_refresh(args: argparse.Namespace) -> int:
     from cj_health.build import refresh
-    from cj_health.runs import recorded_run
+    from cj_health.runs import recorded_run, refresh_summary
     from cj_health.target import resolve_target
 
     database = resolve_target().database
     with recorded_run(database, "refresh") as run:
         result = refresh(database, full=args.full)
-        run.summary = {
-            "batches": result.batches,
-            "alerting": result.alerting,
-            "facts_mode": result.facts.mode,
-            "facts_recomputed": result.facts.recomputed,
-        }
+        run.summary = refresh_summary(result)
     print(result.summary())
     return 0

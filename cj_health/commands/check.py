@@ -7,9 +7,6 @@ import sys
 
 from cj_health.target import resolve_target
 
-# At most this many failing batch ids go into the run's summary in cj_monitoring_runs.
-RECORDED_BATCHES = 50
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -37,17 +34,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from cj_health.acknowledgements import accepted_batches, accepted_line
     from cj_health.check import run_check
-    from cj_health.runs import recorded_run
+    from cj_health.runs import check_summary, recorded_run
 
     database = resolve_target().database
     with recorded_run(database, "check") as run:
         report = run_check(database, refresh=args.refresh, progress=_progress)
         run.exit_code = report.exit_code
-        run.summary = {
-            "rules": len(report.rules),
-            "failing_rules": [rule.rule for rule in report.rules if not rule.success],
-            "failing_batches": report.failing_batches[:RECORDED_BATCHES],
-        }
+        run.summary = check_summary(report)
     accepted = accepted_batches(database)
     if args.json:
         summary = report.as_dict()

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 
 from psycopg import sql
 
+from cj_health.acknowledgements import forget_all
 from cj_health.db import Database, connect, source_schema
 from cj_health.errors import CjHealthError
 from cj_health.guard import dev_only, judge_dev_target
+from cj_health.history import close_all_incidents
 from cj_health.schema import LEDGER_TABLE, SERVICE_TABLES, apply_migrations, table_exists
 from cj_health.target import verify
 
@@ -28,9 +30,16 @@ class ResetResult:
     dropped: bool
     rows_removed: dict[str, int] = field(default_factory=dict)
     applied_migrations: list[str] = field(default_factory=list)
+    acknowledgements_removed: int = 0
+    incidents_cleared: int = 0
 
     def summary(self) -> str:
         removed = ", ".join(f"{table} {count}" for table, count in self.rows_removed.items())
+        if self.acknowledgements_removed or self.incidents_cleared:
+            removed += (
+                f"; acknowledgements removed {self.acknowledgements_removed},"
+                f" open incidents cleared {self.incidents_cleared}"
+            )
         if self.dropped:
             return (
                 f"{self.database}: dropped and recreated the CJ tables "
@@ -51,6 +60,10 @@ def reset(
     database: Database, *, drop: bool = False, env: Mapping[str, str] = os.environ
 ) -> ResetResult:
     """Empty the CJ tables (or drop and recreate them with `drop=True`) after the guard.
+
+    Either way the CJ batch ids start again at 1, so the acknowledgements go and the open
+    incidents are cleared in the same transaction: a new batch given a reused id must not
+    inherit the old batch's (cj_health.acknowledgements, cj_health.history).
 
     Either way it is one transaction: a failure leaves the tables as they were."""
     target = dev_only(verify(database, env), "reset", env)
@@ -78,6 +91,8 @@ def reset(
                     sql.SQL(", ").join(sql.Identifier(schema, t) for t in SERVICE_TABLES)
                 )
             )
+        result.acknowledgements_removed = forget_all(conn)
+        result.incidents_cleared = close_all_incidents(conn)
     return result
 
 

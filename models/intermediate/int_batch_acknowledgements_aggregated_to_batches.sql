@@ -4,7 +4,7 @@
     the alert view joins one small row per acknowledged batch. Read live by cj_batch_alerts, so
     `cj-health ack`, `unack` and an expiry take effect at once, without a refresh. -#}
 with acknowledgements as (
-    select * from {{ ref('stg_cj_monitoring__batch_acknowledgements') }}
+    select * from {{ ref('int_acknowledgements_joined_to_batches') }}
     where is_active
 ),
 

@@ -17,7 +17,7 @@ with health as not materialized (
 ),
 
 acknowledgements as (
-    select * from {{ ref('stg_cj_monitoring__batch_acknowledgements') }}
+    select * from {{ ref('int_acknowledgements_joined_to_batches') }}
     where is_active
 ),
 

@@ -1,5 +1,5 @@
-{#- Acknowledgements, with whether each holds now: judged when the view is read, so an
-    expired acknowledgement stops holding at once, with no refresh. -#}
+{#- The acknowledgements as `cj-health ack` wrote them. Whether one holds is judged in
+    int_acknowledgements_joined_to_batches (the one definition). -#}
 with source as (
     select * from {{ source('cj_monitoring', 'cj_batch_acknowledgements') }}
 ),
@@ -8,12 +8,12 @@ renamed as (
     select
         acknowledgement_id,
         cj_batch_id,
+        bos_batch_id,
         problem_code,
         reason,
         acknowledged_by,
         acknowledged_at,
-        expires_at,
-        coalesce(expires_at > now(), true) as is_active
+        expires_at
     from source
 )
 

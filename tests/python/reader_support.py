@@ -26,12 +26,14 @@ from cj_health.monitoring_tables import MONITORING_TABLES
 
 READER_ROLE = "cj_health_reader"
 # The marts, all granted to the reader: the health view, its one-row refresh time, the alert
-# view and the static list of problem codes (no service data), and the acknowledgement table
-# (read only). Staging and intermediate views are never granted.
+# view, the batches' problem codes with their acknowledgements and the static list of problem
+# codes (no service data), and the acknowledgement table (read only). Staging and
+# intermediate views are never granted.
 MONITORING_VIEWS = (
     "cj_batch_health",
     "cj_batch_health_refresh",
     "cj_batch_alerts",
+    "cj_batch_issues",
     "cj_problem_codes",
     "cj_batch_acknowledgements",
 )

@@ -373,3 +373,24 @@ def test_docs_generate_documents_every_model_and_column(monitored) -> None:
         assert in_database, f"{unique_id} is missing from the catalog"
         undocumented += [f"{unique_id}.{name}" for name in sorted(in_database - documented)]
     assert undocumented == []
+
+    # The monitoring's own tables are sources, every column described, in the analysts'
+    # exposure: what `dbt docs` shows them.
+    monitoring = {
+        unique_id: source
+        for unique_id, source in manifest["sources"].items()
+        if source["source_name"] == "cj_monitoring"
+    }
+    names = {source["name"] for source in monitoring.values()}
+    assert {"cj_health_history", "cj_batch_incidents", "cj_monitoring_runs"} <= names
+    for unique_id, source in monitoring.items():
+        assert source["description"].strip(), unique_id
+        in_database = set(catalog["sources"][unique_id]["columns"])
+        documented = {
+            name for name, column in source["columns"].items() if column["description"].strip()
+        }
+        assert in_database and in_database == documented, unique_id
+    incident_columns = catalog["sources"]["source.cj_batch_health.cj_monitoring.cj_batch_incidents"]
+    assert "bos_batch_id" in incident_columns["columns"]
+    analysts = manifest["exposures"]["exposure.cj_batch_health.cj_batch_health_analysis"]
+    assert set(monitoring) <= set(analysts["depends_on"]["nodes"])

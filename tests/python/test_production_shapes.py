@@ -202,8 +202,10 @@ def test_acknowledgement_lifecycle_through_the_cli(shaped, monkeypatch, capsys):
     with connect(database) as conn:
         conn.execute(
             sql.SQL(
-                "insert into {}.cj_batch_acknowledgements (cj_batch_id, problem_code, reason)"
-                " values (%s, 'EVENTS_UNPUBLISHED', 'relay replayed by hand')"
+                "insert into {}.cj_batch_acknowledgements"
+                " (cj_batch_id, bos_batch_id, problem_code, reason)"
+                " select id, bos_batch_id, 'EVENTS_UNPUBLISHED', 'relay replayed by hand'"
+                " from cj_batch_uploads where id = %s"
             ).format(sql.Identifier(monitoring_schema())),
             (gave_up,),
         )

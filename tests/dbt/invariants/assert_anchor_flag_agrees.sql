@@ -1,4 +1,4 @@
 {{ invariant_anchor_flag_agrees(
     essays=ref('stg_cj__processed_essays'),
-    acknowledgements=ref('stg_cj_monitoring__batch_acknowledgements')
+    acknowledgements=ref('int_acknowledgements_joined_to_batches')
 ) }}

@@ -1,4 +1,4 @@
 {{ invariant_counters_match_pairs(
     batches=ref('int_batch_facts'),
-    acknowledgements=ref('stg_cj_monitoring__batch_acknowledgements')
+    acknowledgements=ref('int_acknowledgements_joined_to_batches')
 ) }}

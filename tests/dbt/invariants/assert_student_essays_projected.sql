@@ -1,5 +1,5 @@
 {{ invariant_student_essays_projected(
     essay_projections=ref('int_essays_joined_to_projections'),
     batches=ref('int_batch_facts'),
-    acknowledgements=ref('stg_cj_monitoring__batch_acknowledgements')
+    acknowledgements=ref('int_acknowledgements_joined_to_batches')
 ) }}
