@@ -33,13 +33,13 @@ from cj_health.errors import BatchNotFound, CjHealthError
 from cj_health.monitoring_tables import (
     BATCH_FACTS_VIEW,
     HEALTH_VIEW,
+    PROBLEM_CODES_VIEW,
     REFRESH_VIEW,
     relation_exists,
 )
 from cj_health.text import escape
 
 MAX_INT4 = 2_147_483_647
-PROBLEM_CODES_VIEW = "cj_problem_codes"
 STATES_VIEW = "stg_cj__batch_states"
 ESSAY_PROJECTIONS_VIEW = "int_essays_joined_to_projections"
 EVENTS_VIEW = "int_outbox_events_mapped_to_batches"

@@ -20,6 +20,7 @@ ACKNOWLEDGEMENTS_MODEL = "int_acknowledgements_joined_to_batches"
 # One row per batch and problem code: since when, and the acknowledgement accepting it.
 ISSUES_VIEW = "cj_batch_issues"
 HEALTH_VIEW = "cj_batch_health"
+ALERTS_VIEW = "cj_batch_alerts"
 # One row: when cj_batch_health was last refreshed (kept once, not on every health row).
 REFRESH_VIEW = "cj_batch_health_refresh"
 PROBLEM_CODES_VIEW = "cj_problem_codes"
