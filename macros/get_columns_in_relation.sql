@@ -3,7 +3,7 @@
     unit tests cast their expected rows to these types, and `issues` is a text[]. The one dbt
     or dbt-postgres macro the project redefines: dbt's `unit` materialization reaches it
     through adapter.get_columns_in_relation, so no macro of another name can stand in
-    (dbt-postgres issue 29, array types in unit tests, is open). Remove it once dbt-postgres
+    (dbt-postgres does not yet type array columns for unit tests). Remove it once dbt-postgres
     reports array types; docs/dbt_design.md, tests/python/test_dbt_design.py. -#}
 {% macro postgres__get_columns_in_relation(relation) -%}
     {% call statement('get_columns_in_relation', fetch_result=True) %}

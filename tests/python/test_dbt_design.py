@@ -31,7 +31,7 @@ MATERIALIZATION = re.compile(r"{%-?\s*materialization\s+(\w+)\s*,")
 
 # Redefined on purpose, with the reason (docs/dbt_design.md, "Adapter macros"): dbt unit tests
 # cast their rows to the column types dbt-postgres lists, and it lists a `text[]` column as
-# information_schema's bare `ARRAY`, which is no type (dbt-postgres issue 29).
+# information_schema's bare `ARRAY`, which is no type to cast to.
 ALLOWED_REDEFINITIONS = {"postgres__get_columns_in_relation"}
 
 
