@@ -38,7 +38,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from cj_health.db import Database, connect, monitoring_schema, source_schema
+from cj_health.db import Database, connect, source_schema
 from cj_health.durations import EXAMPLES, parse_duration
 from cj_health.errors import BatchNotFound, CjHealthError
 from cj_health.monitoring_tables import (
@@ -49,6 +49,7 @@ from cj_health.monitoring_tables import (
     PROBLEM_CODES_VIEW,
     qualified,
     relation_exists,
+    require_relations,
 )
 from cj_health.text import check_input, escape
 
@@ -66,6 +67,10 @@ COLUMNS = (
     "is_current_batch",
     "is_active",
 )
+
+# What acknowledging, listing and clearing read: the table, the one definition of an
+# acknowledgement in force, and the issues it accepts.
+ACKNOWLEDGED_ISSUES_RELATIONS = (ACKNOWLEDGEMENTS_TABLE, ACKNOWLEDGEMENTS_MODEL, ISSUES_VIEW)
 
 
 @dataclass(frozen=True)
@@ -124,19 +129,10 @@ def default_acknowledger() -> str | None:
     return name or None
 
 
-def _require(conn: psycopg.Connection, database: Database, *names: str) -> None:
-    for name in names:
-        if not relation_exists(conn, name):
-            raise CjHealthError(
-                f"{database.display} lacks {monitoring_schema()}.{name};"
-                " run `cj-health build` first"
-            )
-
-
 def known_problem_codes(database: Database) -> list[str]:
     """The problem codes as dbt built them (the cj_problem_codes mart), worst first."""
     with connect(database) as conn:
-        _require(conn, database, PROBLEM_CODES_VIEW)
+        require_relations(conn, database, PROBLEM_CODES_VIEW)
         rows = conn.execute(
             sql.SQL("select problem_code from {} order by severity_rank").format(
                 qualified(PROBLEM_CODES_VIEW)
@@ -294,7 +290,7 @@ def acknowledge(
         raise CjHealthError("name at least one CJ batch id (or use --before or --list)")
     _refresh(database)
     with connect(database) as conn:
-        _require(conn, database, ACKNOWLEDGEMENTS_TABLE, ACKNOWLEDGEMENTS_MODEL, ISSUES_VIEW)
+        require_relations(conn, database, *ACKNOWLEDGED_ISSUES_RELATIONS)
         expires = resolve_until(conn, until) if until else None
         # The identity is read in the transaction that writes: each row is bound to the
         # batch that has the id now.
@@ -327,7 +323,7 @@ def acknowledge_before(
     by = _check_by(by)
     _refresh(database)
     with connect(database) as conn:
-        _require(conn, database, ACKNOWLEDGEMENTS_TABLE, ACKNOWLEDGEMENTS_MODEL, ISSUES_VIEW)
+        require_relations(conn, database, *ACKNOWLEDGED_ISSUES_RELATIONS)
         cutoff = _time(conn, before, "--before")
         batches = [
             row[0]
@@ -356,7 +352,7 @@ def _reread(database: Database, acknowledgements: list[Acknowledgement]) -> list
 
 def list_acknowledgements(database: Database) -> list[Acknowledgement]:
     with connect(database) as conn:
-        _require(conn, database, ACKNOWLEDGEMENTS_TABLE, ACKNOWLEDGEMENTS_MODEL)
+        require_relations(conn, database, ACKNOWLEDGEMENTS_TABLE, ACKNOWLEDGEMENTS_MODEL)
         return _read(conn)
 
 
@@ -368,7 +364,7 @@ def unacknowledge(database: Database, cj_batch_id: int, *, code: str | None = No
     if code is not None:
         _check_codes(database, [code])
     with connect(database) as conn:
-        _require(conn, database, ACKNOWLEDGEMENTS_TABLE)
+        require_relations(conn, database, ACKNOWLEDGEMENTS_TABLE)
         statement = sql.SQL("delete from {} where cj_batch_id = %s").format(
             qualified(ACKNOWLEDGEMENTS_TABLE)
         )

@@ -37,8 +37,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from cj_health.db import Database, connect, monitoring_schema
-from cj_health.errors import CjHealthError
+from cj_health.db import Database, connect
 from cj_health.monitoring_tables import (
     ALERTS_VIEW,
     HEALTH_VIEW,
@@ -48,6 +47,7 @@ from cj_health.monitoring_tables import (
     REFRESH_VIEW,
     qualified,
     relation_exists,
+    require_relations,
 )
 from cj_health.settings import retention_days
 from cj_health.text import escape
@@ -297,15 +297,6 @@ def incident_line(incident: dict[str, Any]) -> str:
     )
 
 
-def _require_tables(conn: psycopg.Connection, database: Database, *names: str) -> None:
-    for name in names:
-        if not relation_exists(conn, name):
-            raise CjHealthError(
-                f"{monitoring_schema()}.{name} does not exist in {database.display};"
-                " run `cj-health build` first"
-            )
-
-
 def load_incidents(
     database: Database, *, open_only: bool = False, since: timedelta | None = None
 ) -> list[dict[str, Any]]:
@@ -325,7 +316,7 @@ def load_incidents(
         " order by cleared_at is not null, first_seen_at desc, cj_batch_id, problem_code"
     )
     with connect(database) as conn:
-        _require_tables(conn, database, INCIDENTS_TABLE)
+        require_relations(conn, database, INCIDENTS_TABLE)
         return list(conn.cursor(row_factory=dict_row).execute(query, params).fetchall())
 
 
@@ -396,7 +387,7 @@ class HistorySummary:
 def load_history(database: Database, since: timedelta) -> HistorySummary:
     """The history of the last `since` (cj_health_history and cj_batch_incidents)."""
     with connect(database) as conn:
-        _require_tables(conn, database, HISTORY_TABLE, INCIDENTS_TABLE)
+        require_relations(conn, database, HISTORY_TABLE, INCIDENTS_TABLE)
         start, points = conn.execute(
             sql.SQL(
                 "select now() - %(since)s,"

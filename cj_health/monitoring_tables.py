@@ -8,7 +8,8 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from cj_health.db import monitoring_schema
+from cj_health.db import Database, monitoring_schema
+from cj_health.errors import CjHealthError
 
 HISTORY_TABLE = "cj_health_history"
 INCIDENTS_TABLE = "cj_batch_incidents"
@@ -44,6 +45,16 @@ def relation_exists(conn: psycopg.Connection, name: str) -> bool:
         (monitoring_schema(), name),
     ).fetchone()
     return row is not None
+
+
+def require_relations(conn: psycopg.Connection, database: Database, *names: str) -> None:
+    """One line naming the first of `names` missing from the monitoring schema (exit 2)."""
+    for name in names:
+        if not relation_exists(conn, name):
+            raise CjHealthError(
+                f"{database.display} lacks {monitoring_schema()}.{name};"
+                " run `cj-health build` first"
+            )
 
 
 def column_exists(conn: psycopg.Connection, relation: str, column: str) -> bool:
